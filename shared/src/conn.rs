@@ -1,0 +1,185 @@
+//! One accepted TCP connection as a service sees it: reads bounded by the idle timeout,
+//! writes bounded by the write timeout, bytes counted, and a graceful close.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, timeout_at, Instant};
+
+use crate::clock::Clock;
+use crate::metrics::{ErrorKind, Meter};
+
+/// Why serving a connection stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// Nothing arrived for `idle_timeout`.
+    #[error("idle: nothing received for {0:?}")]
+    IdleTimeout(Duration),
+    /// A write made no progress for `write_timeout`: the client is not reading.
+    #[error("write made no progress for {0:?}; the client is not reading")]
+    WriteTimeout(Duration),
+    /// Reading failed.
+    #[error("read: {0}")]
+    Read(io::Error),
+    /// Writing failed.
+    #[error("write: {0}")]
+    Write(io::Error),
+}
+
+impl ConnError {
+    /// The `kind` label this error is counted under.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ConnError::IdleTimeout(_) => ErrorKind::IdleTimeout,
+            ConnError::WriteTimeout(_) => ErrorKind::WriteTimeout,
+            ConnError::Read(_) => ErrorKind::Read,
+            ConnError::Write(_) => ErrorKind::Write,
+        }
+    }
+}
+
+/// The limits and instruments every connection of a listener shares.
+#[derive(Clone)]
+pub struct ConnSettings {
+    /// Where bytes and errors are counted.
+    pub meter: Meter,
+    /// The injected clock.
+    pub clock: Arc<dyn Clock>,
+    /// Longest wait for input.
+    pub idle_timeout: Duration,
+    /// Longest wait for a write to make progress.
+    pub write_timeout: Duration,
+    /// Longest half-closed drain in [`Conn::finish`].
+    pub close_linger: Duration,
+    /// Read buffer size, allocated only once data arrives.
+    pub buffer_size: usize,
+}
+
+/// An accepted TCP connection.
+pub struct Conn {
+    /// The socket.
+    stream: TcpStream,
+    /// The client's address (for logs and spans only, never a metric label).
+    peer: SocketAddr,
+    /// Shared limits and instruments.
+    settings: ConnSettings,
+    /// Payload bytes received, for the connection's span and log line.
+    received: u64,
+    /// Payload bytes sent.
+    sent: u64,
+}
+
+impl Conn {
+    /// Wraps an accepted stream.
+    pub fn new(stream: TcpStream, peer: SocketAddr, settings: ConnSettings) -> Self {
+        Conn {
+            stream,
+            peer,
+            settings,
+            received: 0,
+            sent: 0,
+        }
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The current time from the injected clock.
+    pub fn now(&self) -> SystemTime {
+        self.settings.clock.now()
+    }
+
+    /// Payload bytes received and sent so far.
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.received, self.sent)
+    }
+
+    /// Reads what has arrived into `buf`, waiting at most `idle_timeout`; `Ok(0)` is the
+    /// client's end of stream.
+    ///
+    /// `buf` is sized to `buffer_size` only when data is ready, so a connection that sits
+    /// idle holds no buffer (the RSS-per-idle-connection target).
+    pub async fn read(&mut self, buf: &mut Vec<u8>) -> Result<usize, ConnError> {
+        let idle = self.settings.idle_timeout;
+        loop {
+            timeout(idle, self.stream.readable())
+                .await
+                .map_err(|_| ConnError::IdleTimeout(idle))?
+                .map_err(ConnError::Read)?;
+            if buf.is_empty() {
+                buf.resize(self.settings.buffer_size, 0);
+            }
+            match self.stream.try_read(buf) {
+                Ok(n) => {
+                    self.count_received(n);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(ConnError::Read(e)),
+            }
+        }
+    }
+
+    /// Writes all of `data`; each partial write must make progress within `write_timeout`,
+    /// so a client that stops reading is cut off instead of holding the server (book
+    /// §8.29, server deadlock).
+    pub async fn write_all(&mut self, mut data: &[u8]) -> Result<(), ConnError> {
+        let limit = self.settings.write_timeout;
+        while !data.is_empty() {
+            let n = timeout(limit, self.stream.write(data))
+                .await
+                .map_err(|_| ConnError::WriteTimeout(limit))?
+                .map_err(ConnError::Write)?;
+            if n == 0 {
+                return Err(ConnError::Write(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n as u64;
+            self.settings.meter.sent(n);
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Closes gracefully: half-close (FIN) so the answer is delivered, then discard input
+    /// until the client closes or `close_linger` passes. Closing with unread input would
+    /// send a reset that can destroy the answer in the client's buffer (DESIGN.md,
+    /// "Protocol facts"; book §10.7).
+    pub async fn finish(mut self) -> Result<(), ConnError> {
+        self.stream.shutdown().await.map_err(ConnError::Write)?;
+        let deadline = Instant::now() + self.settings.close_linger;
+        let mut sink = [0u8; 1024];
+        loop {
+            match timeout_at(deadline, self.stream.read(&mut sink)).await {
+                Ok(Ok(0)) | Err(_) => return Ok(()),
+                Ok(Ok(n)) => self.count_received(n),
+                // The client reset after our FIN: it has what it wanted, nothing to report.
+                Ok(Err(_)) => return Ok(()),
+            }
+        }
+    }
+
+    /// Sends one whole answer and closes gracefully: the shape of every
+    /// answer-on-connect service (DAYTIME, TIME).
+    pub async fn answer_and_close(mut self, answer: &[u8]) -> Result<(), ConnError> {
+        self.write_all(answer).await?;
+        self.finish().await
+    }
+
+    fn count_received(&mut self, n: usize) {
+        self.received += n as u64;
+        self.settings.meter.received(n);
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        tracing::Span::current().record("bytes_received", self.received);
+        tracing::Span::current().record("bytes_sent", self.sent);
+    }
+}

@@ -1,0 +1,389 @@
+//! Protection that is on by default: connection caps, the UDP loop guard and UDP reply
+//! rate limits. Each decision is a plain function or a small owned structure, so that it is
+//! tested without sockets; the listeners count each refusal with its reason.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// Why a TCP connection was refused (the `reason` label of
+/// `inetsvc_connections_rejected_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// `max_connections` reached.
+    GlobalCap,
+    /// `max_connections_per_source` reached for the client's address.
+    PerSourceCap,
+}
+
+impl RejectReason {
+    /// Every reason, so that metric handles are resolved once at start.
+    pub const ALL: [RejectReason; 2] = [RejectReason::GlobalCap, RejectReason::PerSourceCap];
+
+    /// The metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectReason::GlobalCap => "global_cap",
+            RejectReason::PerSourceCap => "per_source_cap",
+        }
+    }
+}
+
+/// Why a datagram was dropped unanswered (the `reason` label of
+/// `inetsvc_datagrams_dropped_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Source port below 1024, 2049, or one of this service's own ports: another service
+    /// (chargen, echo, NFS…) would answer us back and loop (CERT CA-1996-01).
+    LoopPort,
+    /// Source is broadcast, multicast or unspecified: a reply would be amplified or
+    /// misdirected.
+    NotUnicast,
+    /// The source's reply rate is over `udp_rate_per_source`.
+    SourceRate,
+    /// All replies together are over `udp_rate_global`.
+    GlobalRate,
+}
+
+impl DropReason {
+    /// Every reason, so that metric handles are resolved once at start.
+    pub const ALL: [DropReason; 4] = [
+        DropReason::LoopPort,
+        DropReason::NotUnicast,
+        DropReason::SourceRate,
+        DropReason::GlobalRate,
+    ];
+
+    /// The metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::LoopPort => "loop_port",
+            DropReason::NotUnicast => "not_unicast",
+            DropReason::SourceRate => "rate_limit_source",
+            DropReason::GlobalRate => "rate_limit_global",
+        }
+    }
+}
+
+/// The UDP loop guard, in the OpenBSD/FreeBSD inetd tradition: whether a datagram from
+/// `source` must be dropped. `own_ports` are the ports this service listens on.
+pub fn loop_guard(source: SocketAddr, own_ports: &[u16]) -> Option<DropReason> {
+    let ip = source.ip().to_canonical();
+    let not_unicast = match ip {
+        IpAddr::V4(v4) => v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified(),
+        IpAddr::V6(v6) => v6.is_multicast() || v6.is_unspecified(),
+    };
+    if not_unicast {
+        return Some(DropReason::NotUnicast);
+    }
+    let port = source.port();
+    // OpenBSD inetd: below 1024 are the privileged services, 2049 is NFS.
+    if port < 1024 || port == 2049 || own_ports.contains(&port) {
+        return Some(DropReason::LoopPort);
+    }
+    None
+}
+
+/// Counts TCP connections per source address to enforce `max_connections_per_source`.
+#[derive(Debug, Clone)]
+pub struct SourceCounter {
+    /// Connections held per address; entries are removed at zero so the map stays as small
+    /// as the number of connected sources, which the global cap bounds.
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// The cap per address.
+    max_per_source: usize,
+}
+
+/// Held while a connection is open; releases its slot when dropped.
+#[derive(Debug)]
+pub struct SourceSlot {
+    /// The counter to give the slot back to.
+    counter: SourceCounter,
+    /// The address holding the slot.
+    ip: IpAddr,
+}
+
+impl SourceCounter {
+    /// A counter allowing `max_per_source` connections per address.
+    pub fn new(max_per_source: usize) -> Self {
+        SourceCounter {
+            counts: Arc::default(),
+            max_per_source,
+        }
+    }
+
+    fn counts(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+        // A panic while holding this lock cannot leave the map inconsistent (each update is
+        // a single insert or remove), so a poisoned lock is still safe to use.
+        self.counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes a slot for `ip`, or `None` when it already holds the most allowed.
+    pub fn try_acquire(&self, ip: IpAddr) -> Option<SourceSlot> {
+        let ip = ip.to_canonical();
+        let mut counts = self.counts();
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= self.max_per_source {
+            return None;
+        }
+        *count += 1;
+        Some(SourceSlot {
+            counter: self.clone(),
+            ip,
+        })
+    }
+
+    /// Connections currently held by `ip`.
+    pub fn held(&self, ip: IpAddr) -> usize {
+        self.counts().get(&ip.to_canonical()).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counter.counts();
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    /// Tokens left.
+    tokens: f64,
+    /// When `tokens` was last brought up to date.
+    updated: Instant,
+}
+
+impl Bucket {
+    fn full(burst: f64, now: Instant) -> Self {
+        Bucket {
+            tokens: burst,
+            updated: now,
+        }
+    }
+
+    /// Refills for the time passed and takes one token if there is one.
+    fn take(&mut self, rate: f64, burst: f64, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the bucket would be full at `now`, i.e. forgetting it changes nothing.
+    fn is_full(&self, rate: f64, burst: f64, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens + elapsed * rate >= burst
+    }
+}
+
+/// Per-source and global UDP reply rate limits with a bounded source table.
+///
+/// When the table is full, sources whose buckets have refilled are forgotten (they lose
+/// nothing); if it is still full — a flood from many, possibly spoofed, sources — a new
+/// source is judged by the global limit alone, so memory stays bounded and the service
+/// keeps answering within the global rate instead of locking everyone out.
+#[derive(Debug)]
+pub struct RateLimiter {
+    /// Replies per second per source; 0 disables the per-source limit.
+    per_source_rate: f64,
+    /// Burst per source.
+    per_source_burst: f64,
+    /// Replies per second in all; 0 disables the global limit.
+    global_rate: f64,
+    /// The global bucket.
+    global: Bucket,
+    /// One bucket per recently seen source.
+    sources: HashMap<IpAddr, Bucket>,
+    /// Bound on `sources`.
+    max_sources: usize,
+}
+
+impl RateLimiter {
+    /// A limiter with the given rates (0 = unlimited); the global burst is one second's worth.
+    pub fn new(
+        per_source_rate: u32,
+        per_source_burst: u32,
+        global_rate: u32,
+        max_sources: usize,
+        now: Instant,
+    ) -> Self {
+        RateLimiter {
+            per_source_rate: f64::from(per_source_rate),
+            per_source_burst: f64::from(per_source_burst.max(1)),
+            global_rate: f64::from(global_rate),
+            global: Bucket::full(f64::from(global_rate), now),
+            sources: HashMap::with_capacity(max_sources.min(4096)),
+            max_sources,
+        }
+    }
+
+    /// Whether a reply to `ip` may be sent at `now`; `Err` says which limit refused it.
+    pub fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), DropReason> {
+        if self.per_source_rate > 0.0 {
+            let (rate, burst) = (self.per_source_rate, self.per_source_burst);
+            if !self.sources.contains_key(&ip) && self.sources.len() >= self.max_sources {
+                self.sources
+                    .retain(|_, bucket| !bucket.is_full(rate, burst, now));
+            }
+            if self.sources.len() < self.max_sources || self.sources.contains_key(&ip) {
+                let bucket = self
+                    .sources
+                    .entry(ip)
+                    .or_insert_with(|| Bucket::full(burst, now));
+                if !bucket.take(rate, burst, now) {
+                    return Err(DropReason::SourceRate);
+                }
+            }
+        }
+        if self.global_rate > 0.0 && !self.global.take(self.global_rate, self.global_rate, now) {
+            return Err(DropReason::GlobalRate);
+        }
+        Ok(())
+    }
+
+    /// Sources currently tracked.
+    pub fn tracked_sources(&self) -> usize {
+        self.sources.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn loop_guard_drops_privileged_nfs_and_own_ports() {
+        assert_eq!(
+            loop_guard(addr("127.0.0.1:19"), &[7]),
+            Some(DropReason::LoopPort)
+        );
+        assert_eq!(
+            loop_guard(addr("127.0.0.1:0"), &[7]),
+            Some(DropReason::LoopPort)
+        );
+        assert_eq!(
+            loop_guard(addr("127.0.0.1:1023"), &[7]),
+            Some(DropReason::LoopPort)
+        );
+        assert_eq!(
+            loop_guard(addr("127.0.0.1:2049"), &[7]),
+            Some(DropReason::LoopPort)
+        );
+        assert_eq!(
+            loop_guard(addr("127.0.0.1:7007"), &[7007]),
+            Some(DropReason::LoopPort)
+        );
+        assert_eq!(
+            loop_guard(addr("[::1]:7"), &[7]),
+            Some(DropReason::LoopPort)
+        );
+        assert_eq!(loop_guard(addr("127.0.0.1:1024"), &[7]), None);
+        assert_eq!(loop_guard(addr("[::1]:40000"), &[7]), None);
+    }
+
+    #[test]
+    fn loop_guard_drops_non_unicast_sources() {
+        for source in [
+            "255.255.255.255:5000",
+            "224.0.0.1:5000",
+            "0.0.0.0:5000",
+            "[ff02::1]:5000",
+            "[::]:5000",
+            "[::ffff:255.255.255.255]:5000",
+        ] {
+            assert_eq!(
+                loop_guard(addr(source), &[7]),
+                Some(DropReason::NotUnicast),
+                "{source}"
+            );
+        }
+    }
+
+    #[test]
+    fn source_counter_caps_each_address_and_releases_on_drop() {
+        let counter = SourceCounter::new(2);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        let a = counter.try_acquire(ip).unwrap();
+        let _b = counter.try_acquire(ip).unwrap();
+        assert!(counter.try_acquire(ip).is_none());
+        assert!(counter.try_acquire(other).is_some());
+        drop(a);
+        assert_eq!(counter.held(ip), 1);
+        assert!(counter.try_acquire(ip).is_some());
+    }
+
+    #[test]
+    fn source_counter_treats_mapped_ipv4_as_ipv4() {
+        let counter = SourceCounter::new(1);
+        let _slot = counter.try_acquire("127.0.0.1".parse().unwrap()).unwrap();
+        assert!(counter
+            .try_acquire("::ffff:127.0.0.1".parse().unwrap())
+            .is_none());
+    }
+
+    #[test]
+    fn per_source_rate_allows_burst_then_refills() {
+        let start = Instant::now();
+        let mut limiter = RateLimiter::new(10, 5, 0, 100, start);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..5 {
+            assert_eq!(limiter.check(ip, start), Ok(()));
+        }
+        assert_eq!(limiter.check(ip, start), Err(DropReason::SourceRate));
+        // Another source is unaffected.
+        assert_eq!(limiter.check("10.0.0.2".parse().unwrap(), start), Ok(()));
+        // 10/s: one token back after 100 ms.
+        let later = start + Duration::from_millis(100);
+        assert_eq!(limiter.check(ip, later), Ok(()));
+        assert_eq!(limiter.check(ip, later), Err(DropReason::SourceRate));
+    }
+
+    #[test]
+    fn global_rate_limits_all_sources_together() {
+        let start = Instant::now();
+        let mut limiter = RateLimiter::new(0, 1, 3, 100, start);
+        for i in 1..=3u8 {
+            assert_eq!(limiter.check(IpAddr::from([10, 0, 0, i]), start), Ok(()));
+        }
+        assert_eq!(
+            limiter.check("10.0.0.9".parse().unwrap(), start),
+            Err(DropReason::GlobalRate)
+        );
+    }
+
+    #[test]
+    fn source_table_stays_bounded_under_many_sources() {
+        let start = Instant::now();
+        let mut limiter = RateLimiter::new(1, 1, 0, 16, start);
+        for i in 0..1000u32 {
+            let _ = limiter.check(IpAddr::from(i.to_be_bytes()), start);
+            assert!(limiter.tracked_sources() <= 16);
+        }
+        // Once the buckets refill, old sources are forgotten and new ones are tracked again.
+        let later = start + Duration::from_secs(2);
+        let ip = IpAddr::from([192, 0, 2, 1]);
+        assert_eq!(limiter.check(ip, later), Ok(()));
+        assert_eq!(limiter.check(ip, later), Err(DropReason::SourceRate));
+    }
+}

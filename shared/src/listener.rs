@@ -1,0 +1,390 @@
+//! The one listener: binding, the TCP accept loop and the UDP receive loop.
+//!
+//! The accept loop follows mini-redis: a semaphore for the global cap, a per-source count,
+//! a task per connection, and exponential backoff on accept errors so that EMFILE never
+//! spins a core. The UDP loop is the book's iterative connectionless server (ch. 9) with the
+//! loop guard and rate limits in front of the service.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::ConfigError;
+use crate::conn::{Conn, ConnSettings};
+use crate::limits::{loop_guard, RateLimiter, RejectReason, SourceCounter};
+use crate::metrics::{ErrorKind, Meter};
+use crate::service::Service;
+
+/// Largest UDP payload: 65,535 minus the 8-byte UDP header (IPv6 without jumbograms); the
+/// IPv4 maximum, 65,507, fits too. Never truncate as inetd (4096) and xinetd (2048) do.
+pub const MAX_DATAGRAM: usize = 65_535 - 8;
+
+/// TCP accept queue length.
+const BACKLOG: i32 = 1024;
+
+/// First and longest pause after a failing `accept` or `recv`.
+const BACKOFF_MIN: Duration = Duration::from_millis(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Which socket type a bind is for, for messages.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Tcp,
+    Udp,
+}
+
+/// Binds a TCP listener on `address`; errors name `key` and say how to fix them.
+pub fn bind_tcp(key: &str, address: SocketAddr) -> Result<TcpListener, ConfigError> {
+    let socket = bind_with_fallback(key, address, Kind::Tcp)?;
+    socket
+        .listen(BACKLOG)
+        .map_err(|e| bind_error(key, address, &e))?;
+    TcpListener::from_std(socket.into()).map_err(|e| bind_error(key, address, &e))
+}
+
+/// Binds a UDP socket on `address`; errors name `key` and say how to fix them.
+pub fn bind_udp(key: &str, address: SocketAddr) -> Result<UdpSocket, ConfigError> {
+    let socket = bind_with_fallback(key, address, Kind::Udp)?;
+    UdpSocket::from_std(socket.into()).map_err(|e| bind_error(key, address, &e))
+}
+
+/// Binds `address`. `[::]` is made dual-stack explicitly (whatever the host's
+/// `bindv6only`), and on a host or container without IPv6 it falls back to `0.0.0.0` with a
+/// warning, so that the defaults work everywhere.
+fn bind_with_fallback(key: &str, address: SocketAddr, kind: Kind) -> Result<Socket, ConfigError> {
+    match bind_socket(address, kind) {
+        Ok(socket) => Ok(socket),
+        Err(e)
+            if address.ip() == IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
+                && matches!(e.raw_os_error(), Some(97) | Some(99)) =>
+        {
+            let v4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), address.port());
+            tracing::warn!(%key, %address, fallback = %v4, error = %e, "no IPv6 here; serving IPv4 only");
+            bind_socket(v4, kind).map_err(|e| bind_error(key, v4, &e))
+        }
+        Err(e) => Err(bind_error(key, address, &e)),
+    }
+}
+
+fn bind_socket(address: SocketAddr, kind: Kind) -> io::Result<Socket> {
+    let (ty, protocol) = match kind {
+        Kind::Tcp => (Type::STREAM, Protocol::TCP),
+        Kind::Udp => (Type::DGRAM, Protocol::UDP),
+    };
+    let socket = Socket::new(Domain::for_address(address), ty, Some(protocol))?;
+    if address.is_ipv6() {
+        socket.set_only_v6(!address.ip().is_unspecified())?;
+    }
+    if matches!(kind, Kind::Tcp) {
+        // Restart at once even while old connections sit in TIME_WAIT.
+        socket.set_reuse_address(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    Ok(socket)
+}
+
+/// A bind failure as a one-line configuration error with the fix.
+fn bind_error(key: &str, address: SocketAddr, error: &io::Error) -> ConfigError {
+    let flag = key.replace('_', "-");
+    let reason = match error.kind() {
+        io::ErrorKind::AddrInUse => format!(
+            "cannot bind {address}: address already in use; stop the other server or choose another port with --{flag}"
+        ),
+        io::ErrorKind::PermissionDenied => format!(
+            "cannot bind {address}: permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE, so choose a port from 1024 up, e.g. --{flag} [::]:{}",
+            address.port().max(1024) + 7000
+        ),
+        io::ErrorKind::AddrNotAvailable => format!(
+            "cannot bind {address}: no such local address on this host; use one of its addresses, [::] or 0.0.0.0"
+        ),
+        _ => format!("cannot bind {address}: {error}"),
+    };
+    ConfigError::invalid(key, reason)
+}
+
+/// Exponential backoff for a failing `accept` or `recv`: never spin, never give up.
+#[derive(Debug)]
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(Duration::ZERO)
+    }
+
+    fn reset(&mut self) {
+        self.0 = Duration::ZERO;
+    }
+
+    /// The next pause, doubling up to [`BACKOFF_MAX`].
+    fn next(&mut self) -> Duration {
+        self.0 = (self.0 * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+        self.0
+    }
+}
+
+/// Accept errors that concern one connection only, not the listener.
+fn is_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
+/// The caps shared by every TCP listener of a service.
+#[derive(Debug, Clone)]
+pub struct ConnectionCaps {
+    /// `max_connections` permits.
+    pub global: Arc<Semaphore>,
+    /// `max_connections_per_source` counts.
+    pub per_source: SourceCounter,
+}
+
+impl ConnectionCaps {
+    /// Caps of `max_connections` in all and `max_per_source` per address.
+    pub fn new(max_connections: usize, max_per_source: usize) -> Self {
+        ConnectionCaps {
+            global: Arc::new(Semaphore::new(max_connections)),
+            per_source: SourceCounter::new(max_per_source),
+        }
+    }
+}
+
+/// Everything a TCP accept loop needs.
+pub struct TcpServer<S> {
+    /// The bound listener.
+    pub listener: TcpListener,
+    /// The protocol.
+    pub service: Arc<S>,
+    /// Limits and instruments handed to each connection.
+    pub conn: ConnSettings,
+    /// Connection caps.
+    pub caps: ConnectionCaps,
+    /// Bound on a whole connection.
+    pub max_connection_time: Duration,
+    /// Whether each connection gets a span.
+    pub spans: bool,
+    /// The `service` name for spans.
+    pub name: &'static str,
+}
+
+impl<S: Service> TcpServer<S> {
+    /// Accepts until `stop` is cancelled; connection tasks go into `tracker` so that
+    /// shutdown can wait for them.
+    pub async fn run(self, stop: CancellationToken, tracker: TaskTracker) {
+        let mut backoff = Backoff::new();
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.cancelled() => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    backoff.reset();
+                    self.admit(stream, peer, &tracker);
+                }
+                Err(error) if is_connection_error(&error) => {}
+                Err(error) => {
+                    self.conn.meter.error(ErrorKind::Accept);
+                    let pause = backoff.next();
+                    // One line per pause, so a long EMFILE spell logs at most once a second.
+                    tracing::warn!(%error, pause_ms = pause.as_millis() as u64, "accept failed; backing off");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the caps and spawns the connection's task, or refuses it with a reset.
+    fn admit(&self, stream: TcpStream, peer: SocketAddr, tracker: &TaskTracker) {
+        let meter = &self.conn.meter;
+        let Ok(permit) = self.caps.global.clone().try_acquire_owned() else {
+            return refuse(stream, meter, RejectReason::GlobalCap);
+        };
+        let Some(slot) = self.caps.per_source.try_acquire(peer.ip()) else {
+            return refuse(stream, meter, RejectReason::PerSourceCap);
+        };
+        let _ = stream.set_nodelay(true);
+        let service = Arc::clone(&self.service);
+        let settings = self.conn.clone();
+        let max_time = self.max_connection_time;
+        let span = if self.spans {
+            tracing::info_span!(
+                "connection",
+                service = self.name,
+                transport = "tcp",
+                peer = %peer,
+                bytes_received = tracing::field::Empty,
+                bytes_sent = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        tracker.spawn(
+            async move {
+                let _held = (permit, slot);
+                let meter = settings.meter.clone();
+                let started = Instant::now();
+                meter.request();
+                meter.connection_opened();
+                let conn = Conn::new(stream, peer, settings);
+                match tokio::time::timeout(max_time, service.serve_tcp(conn)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        meter.error(error.kind());
+                        tracing::debug!(%peer, %error, "connection ended early");
+                    }
+                    Err(_) => {
+                        meter.error(ErrorKind::MaxDuration);
+                        tracing::debug!(%peer, "connection reached max_connection_time");
+                    }
+                }
+                meter.connection_closed(started.elapsed());
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Refuses a connection with a reset: unambiguous to the client (an empty answer could be
+/// mistaken for a DAYTIME reply) and it leaves no TIME_WAIT behind under a flood.
+fn refuse(stream: TcpStream, meter: &Meter, reason: RejectReason) {
+    meter.rejected(reason);
+    let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    tracing::debug!(reason = reason.label(), "connection refused");
+}
+
+/// Everything a UDP receive loop needs.
+pub struct UdpServer<S> {
+    /// The bound socket.
+    pub socket: UdpSocket,
+    /// The protocol.
+    pub service: Arc<S>,
+    /// Counters.
+    pub meter: Meter,
+    /// The injected clock.
+    pub clock: Arc<dyn crate::clock::Clock>,
+    /// Whether the loop guard is on.
+    pub loop_guard: bool,
+    /// Ports this service listens on, which the loop guard refuses as source ports.
+    pub own_ports: Arc<[u16]>,
+    /// Rate limits shared by the service's UDP sockets.
+    pub limiter: Arc<Mutex<RateLimiter>>,
+}
+
+impl<S: Service> UdpServer<S> {
+    /// Answers datagrams until `stop` is cancelled. One buffer for requests and one for
+    /// replies, reused: no allocation per datagram.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut request = vec![0u8; MAX_DATAGRAM + 1];
+        let mut reply = Vec::with_capacity(MAX_DATAGRAM);
+        let mut backoff = Backoff::new();
+        loop {
+            let received = tokio::select! {
+                _ = stop.cancelled() => break,
+                received = self.socket.recv_from(&mut request) => received,
+            };
+            let (len, source) = match received {
+                Ok(received) => {
+                    backoff.reset();
+                    received
+                }
+                Err(error) => {
+                    self.meter.error(ErrorKind::Receive);
+                    let pause = backoff.next();
+                    tracing::warn!(%error, pause_ms = pause.as_millis() as u64, "receive failed; backing off");
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+            };
+            self.meter.received(len);
+            if self.loop_guard {
+                if let Some(reason) = loop_guard(source, &self.own_ports) {
+                    self.meter.dropped(reason);
+                    continue;
+                }
+            }
+            let verdict = {
+                // A panic while holding the lock cannot corrupt the buckets (each update is
+                // a few float stores), so a poisoned lock is still usable.
+                let mut limiter = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
+                limiter.check(source.ip().to_canonical(), Instant::now().into_std())
+            };
+            if let Err(reason) = verdict {
+                self.meter.dropped(reason);
+                continue;
+            }
+            self.meter.request();
+            reply.clear();
+            self.service
+                .answer_datagram(&request[..len], self.clock.now(), &mut reply);
+            match self.socket.send_to(&reply, source).await {
+                Ok(sent) => self.meter.sent(sent),
+                Err(error) => {
+                    self.meter.error(ErrorKind::Send);
+                    tracing::debug!(%source, %error, "send failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_ceiling_and_resets() {
+        let mut backoff = Backoff::new();
+        assert_eq!(backoff.next(), BACKOFF_MIN);
+        assert_eq!(backoff.next(), BACKOFF_MIN * 2);
+        for _ in 0..20 {
+            backoff.next();
+        }
+        assert_eq!(backoff.next(), BACKOFF_MAX);
+        backoff.reset();
+        assert_eq!(backoff.next(), BACKOFF_MIN);
+    }
+
+    #[tokio::test]
+    async fn bind_errors_name_the_key_and_the_fix() {
+        let taken = bind_tcp("tcp_listen", "127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = taken.local_addr().unwrap();
+        let error = bind_tcp("tcp_listen", address).unwrap_err().to_string();
+        assert!(
+            error.starts_with("tcp_listen: cannot bind 127.0.0.1:"),
+            "{error}"
+        );
+        assert!(
+            error.contains("already in use") && error.contains("--tcp-listen"),
+            "{error}"
+        );
+        let error = bind_udp("udp_listen", "192.0.2.1:7007".parse().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no such local address"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn unspecified_ipv6_is_dual_stack() {
+        let listener = bind_tcp("tcp_listen", "[::]:0".parse().unwrap()).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await;
+        assert!(client.is_ok(), "IPv4 client reaches the [::] listener");
+    }
+}

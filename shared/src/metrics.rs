@@ -1,0 +1,396 @@
+//! The one metrics registry and the handles the hot paths use.
+//!
+//! Families and labels are those of DESIGN.md ("Metrics"): prefix `inetsvc_`, labels
+//! `service` and `transport`, never a peer address. Every labelled handle is resolved once,
+//! when a listener starts ([`Metrics::transport`]), and every label combination is created
+//! at zero, so that `rate()` and absence-based alerts work from the first scrape. With
+//! metrics off, [`Meter`] holds nothing and every call is a single branch: that is the
+//! benchmark's uninstrumented baseline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::limits::{DropReason, RejectReason};
+
+/// A transport, the `transport` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Transport {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+/// What went wrong, the `kind` label of `inetsvc_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// `accept` failed (EMFILE, ENOMEM…); the listener backs off.
+    Accept,
+    /// Reading from a connection failed (reset, …).
+    Read,
+    /// Writing to a connection failed (reset, broken pipe, …).
+    Write,
+    /// Nothing received for `idle_timeout`.
+    IdleTimeout,
+    /// A write made no progress for `write_timeout`.
+    WriteTimeout,
+    /// The connection outlived `max_connection_time`.
+    MaxDuration,
+    /// Receiving a datagram failed.
+    Receive,
+    /// Sending a datagram failed.
+    Send,
+}
+
+impl ErrorKind {
+    /// Every kind, so that handles are resolved once.
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::Accept,
+        ErrorKind::Read,
+        ErrorKind::Write,
+        ErrorKind::IdleTimeout,
+        ErrorKind::WriteTimeout,
+        ErrorKind::MaxDuration,
+        ErrorKind::Receive,
+        ErrorKind::Send,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Accept => "accept",
+            ErrorKind::Read => "read",
+            ErrorKind::Write => "write",
+            ErrorKind::IdleTimeout => "idle_timeout",
+            ErrorKind::WriteTimeout => "write_timeout",
+            ErrorKind::MaxDuration => "max_duration",
+            ErrorKind::Receive => "receive",
+            ErrorKind::Send => "send",
+        }
+    }
+}
+
+/// Connection duration buckets, seconds: from a sub-millisecond DAYTIME answer to an
+/// hour-long ECHO session.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0, 900.0, 3600.0,
+];
+
+/// The registry and the metric families of one service.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Everything `/metrics` serves.
+    registry: Registry,
+    /// The `service` label value.
+    service: &'static str,
+    requests: IntCounterVec,
+    active: IntGaugeVec,
+    duration: HistogramVec,
+    bytes_received: IntCounterVec,
+    bytes_sent: IntCounterVec,
+    rejected: IntCounterVec,
+    dropped: IntCounterVec,
+    errors: IntCounterVec,
+}
+
+/// Registers `collector` in `registry`. Names are compile-time constants registered once,
+/// so a failure is a programming error caught by every test that starts a service.
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> C {
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("metric families are registered once, with unique names");
+    collector
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
+impl Metrics {
+    /// Creates the families for `service` and registers the process collector and
+    /// `inetsvc_build_info`.
+    pub fn new(service: &'static str, version: &str) -> Self {
+        let registry = Registry::new();
+        let labels = &["service", "transport"];
+        let counter = |name: &str, help: &str, extra: Option<&str>| {
+            let mut names: Vec<&str> = labels.to_vec();
+            names.extend(extra);
+            register(
+                &registry,
+                IntCounterVec::new(opts(name, help), &names).expect("valid metric definition"),
+            )
+        };
+        let requests = counter(
+            "inetsvc_requests_total",
+            "Requests served: TCP connections accepted for service, or datagrams accepted for an answer.",
+            None,
+        );
+        let bytes_received = counter(
+            "inetsvc_bytes_received_total",
+            "Payload bytes received from clients.",
+            None,
+        );
+        let bytes_sent = counter(
+            "inetsvc_bytes_sent_total",
+            "Payload bytes sent to clients.",
+            None,
+        );
+        let rejected = counter(
+            "inetsvc_connections_rejected_total",
+            "TCP connections refused by a connection cap, by reason.",
+            Some("reason"),
+        );
+        let dropped = counter(
+            "inetsvc_datagrams_dropped_total",
+            "Datagrams dropped unanswered by the loop guard or a rate limit, by reason.",
+            Some("reason"),
+        );
+        let errors = counter(
+            "inetsvc_errors_total",
+            "I/O errors and timeouts, by kind.",
+            Some("kind"),
+        );
+        let active = register(
+            &registry,
+            IntGaugeVec::new(
+                opts(
+                    "inetsvc_connections_active",
+                    "TCP connections being served now.",
+                ),
+                labels,
+            )
+            .expect("valid metric definition"),
+        );
+        let duration = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "inetsvc_connection_duration_seconds",
+                    "Time from accept to close of TCP connections.",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("valid metric definition"),
+        );
+        let build_info = register(
+            &registry,
+            IntGaugeVec::new(
+                opts("inetsvc_build_info", "Always 1; labels tell the build."),
+                &["service", "version"],
+            )
+            .expect("valid metric definition"),
+        );
+        build_info.with_label_values(&[service, version]).set(1);
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("the process collector is registered once");
+        Metrics {
+            registry,
+            service,
+            requests,
+            active,
+            duration,
+            bytes_received,
+            bytes_sent,
+            rejected,
+            dropped,
+            errors,
+        }
+    }
+
+    /// Resolves every handle one listener of `transport` needs.
+    pub fn transport(&self, transport: Transport) -> Meter {
+        let labels = [self.service, transport.label()];
+        let with = |vec: &IntCounterVec, extra: &str| {
+            vec.with_label_values(&[self.service, transport.label(), extra])
+        };
+        // Drops only happen on UDP and rejections only on TCP: create only the series that
+        // can move, so dashboards do not show permanently-zero lines.
+        let rejected = RejectReason::ALL.map(|reason| with(&self.rejected, reason.label()));
+        let dropped = DropReason::ALL.map(|reason| with(&self.dropped, reason.label()));
+        if transport == Transport::Udp {
+            for reason in RejectReason::ALL {
+                let _ = self
+                    .rejected
+                    .remove_label_values(&[self.service, "udp", reason.label()]);
+            }
+        } else {
+            for reason in DropReason::ALL {
+                let _ = self
+                    .dropped
+                    .remove_label_values(&[self.service, "tcp", reason.label()]);
+            }
+        }
+        Meter(Some(Arc::new(TransportMetrics {
+            requests: self.requests.with_label_values(&labels),
+            active: self.active.with_label_values(&labels),
+            duration: self.duration.with_label_values(&labels),
+            bytes_received: self.bytes_received.with_label_values(&labels),
+            bytes_sent: self.bytes_sent.with_label_values(&labels),
+            rejected,
+            dropped,
+            errors: ErrorKind::ALL.map(|kind| with(&self.errors, kind.label())),
+        })))
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed families.
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(%error, "encoding metrics failed");
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Pre-resolved handles of one service and transport.
+#[derive(Debug)]
+struct TransportMetrics {
+    requests: IntCounter,
+    active: IntGauge,
+    duration: prometheus::Histogram,
+    bytes_received: IntCounter,
+    bytes_sent: IntCounter,
+    /// Indexed like [`RejectReason::ALL`].
+    rejected: [IntCounter; 2],
+    /// Indexed like [`DropReason::ALL`].
+    dropped: [IntCounter; 4],
+    /// Indexed like [`ErrorKind::ALL`].
+    errors: [IntCounter; 8],
+}
+
+/// The hot path's view of the metrics: cheap to clone, a no-op when metrics are off.
+#[derive(Debug, Clone, Default)]
+pub struct Meter(Option<Arc<TransportMetrics>>);
+
+impl Meter {
+    /// A meter that records nothing (metrics off).
+    pub fn off() -> Self {
+        Meter(None)
+    }
+
+    /// One request served.
+    #[inline]
+    pub fn request(&self) {
+        if let Some(m) = &self.0 {
+            m.requests.inc();
+        }
+    }
+
+    /// `bytes` received from a client.
+    #[inline]
+    pub fn received(&self, bytes: usize) {
+        if let Some(m) = &self.0 {
+            m.bytes_received.inc_by(bytes as u64);
+        }
+    }
+
+    /// `bytes` sent to a client.
+    #[inline]
+    pub fn sent(&self, bytes: usize) {
+        if let Some(m) = &self.0 {
+            m.bytes_sent.inc_by(bytes as u64);
+        }
+    }
+
+    /// A connection refused.
+    pub fn rejected(&self, reason: RejectReason) {
+        if let Some(m) = &self.0 {
+            m.rejected[reason as usize].inc();
+        }
+    }
+
+    /// A datagram dropped.
+    pub fn dropped(&self, reason: DropReason) {
+        if let Some(m) = &self.0 {
+            m.dropped[reason as usize].inc();
+        }
+    }
+
+    /// An error or timeout.
+    pub fn error(&self, kind: ErrorKind) {
+        if let Some(m) = &self.0 {
+            m.errors[kind as usize].inc();
+        }
+    }
+
+    /// A connection starts being served.
+    pub fn connection_opened(&self) {
+        if let Some(m) = &self.0 {
+            m.active.inc();
+        }
+    }
+
+    /// A connection served for `duration` has closed.
+    pub fn connection_closed(&self, duration: Duration) {
+        if let Some(m) = &self.0 {
+            m.active.dec();
+            m.duration.observe(duration.as_secs_f64());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_exposed_with_zeroed_series() {
+        let metrics = Metrics::new("echo", "1.2.3");
+        let tcp = metrics.transport(Transport::Tcp);
+        let _udp = metrics.transport(Transport::Udp);
+        tcp.request();
+        tcp.received(5);
+        tcp.rejected(RejectReason::PerSourceCap);
+        let text = metrics.render();
+        for needle in [
+            "inetsvc_requests_total{service=\"echo\",transport=\"tcp\"} 1",
+            "inetsvc_requests_total{service=\"echo\",transport=\"udp\"} 0",
+            "inetsvc_bytes_received_total{service=\"echo\",transport=\"tcp\"} 5",
+            "inetsvc_bytes_sent_total{service=\"echo\",transport=\"udp\"} 0",
+            "inetsvc_connections_rejected_total{reason=\"per_source_cap\",service=\"echo\",transport=\"tcp\"} 1",
+            "inetsvc_datagrams_dropped_total{reason=\"loop_port\",service=\"echo\",transport=\"udp\"} 0",
+            "inetsvc_errors_total{kind=\"accept\",service=\"echo\",transport=\"tcp\"} 0",
+            "inetsvc_connections_active{service=\"echo\",transport=\"tcp\"} 0",
+            "inetsvc_connection_duration_seconds_bucket{service=\"echo\",transport=\"tcp\",le=\"0.001\"} 0",
+            "inetsvc_build_info{service=\"echo\",version=\"1.2.3\"} 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        assert!(!text.contains("inetsvc_datagrams_dropped_total{reason=\"loop_port\",service=\"echo\",transport=\"tcp\"}"));
+        assert!(!text.contains("inetsvc_connections_rejected_total{reason=\"global_cap\",service=\"echo\",transport=\"udp\"}"));
+    }
+
+    #[test]
+    fn meter_off_records_nothing_and_does_not_panic() {
+        let meter = Meter::off();
+        meter.request();
+        meter.connection_opened();
+        meter.connection_closed(Duration::from_millis(1));
+        meter.error(ErrorKind::Send);
+    }
+}

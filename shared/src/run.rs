@@ -1,0 +1,269 @@
+//! A service's whole life: load the configuration, bind, serve, drain, exit.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, AdminState};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{self, ConfigError, LoadError, Mode, RuntimeConfig};
+use crate::conn::ConnSettings;
+use crate::healthcheck;
+use crate::limits::RateLimiter;
+use crate::listener::{bind_tcp, bind_udp, ConnectionCaps, TcpServer, UdpServer};
+use crate::logging;
+use crate::metrics::{Meter, Metrics, Transport};
+use crate::service::{Service, ServiceSpec};
+use crate::shutdown::{self, Phase, Readiness};
+
+/// The version every binary reports: the workspace version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Exit code for an unusable configuration or address (DESIGN.md: exit 2).
+const EXIT_CONFIG: i32 = 2;
+
+/// How long the admin server may take to close its keep-alive connections at exit.
+const ADMIN_CLOSE: Duration = Duration::from_secs(1);
+
+/// The `main` of a service binary: runs it with the process's arguments and environment
+/// and exits with its code.
+pub fn main<S: Service>(spec: ServiceSpec) -> ! {
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    std::process::exit(run::<S>(&spec, std::env::args_os(), env))
+}
+
+/// Runs a service and returns its exit code: 0 after a clean shutdown (or help, version,
+/// print-config, a passing healthcheck), 1 on a failing healthcheck or runtime failure,
+/// 2 on a configuration or bind error.
+pub fn run<S: Service>(
+    spec: &ServiceSpec,
+    args: impl IntoIterator<Item = OsString>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> i32 {
+    let fail = |error: ConfigError| {
+        eprintln!("{}: {error}", spec.binary);
+        EXIT_CONFIG
+    };
+    let (mode, settings) = match config::load(spec, args, env) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Cli(error)) => {
+            let _ = error.print();
+            return error.exit_code();
+        }
+        Err(LoadError::Config(error)) => return fail(error),
+    };
+    let config = match RuntimeConfig::from_settings(&settings) {
+        Ok(config) => config,
+        Err(error) => return fail(error),
+    };
+    let service = match S::from_settings(&settings) {
+        Ok(service) => service,
+        Err(error) => return fail(error),
+    };
+    match mode {
+        Mode::PrintConfig => {
+            print!("{}", settings.to_toml());
+            0
+        }
+        Mode::Healthcheck => match healthcheck::check(config.admin_listen) {
+            Ok(()) => 0,
+            Err(reason) => {
+                eprintln!("{}: unhealthy: {reason}", spec.binary);
+                1
+            }
+        },
+        Mode::Serve => {
+            logging::init(&config);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("{}: cannot start the runtime: {error}", spec.binary);
+                    return 1;
+                }
+            };
+            let code = runtime.block_on(serve(spec, config, service));
+            // Connection tasks cut at the deadline must not hold the exit.
+            runtime.shutdown_timeout(Duration::from_millis(100));
+            code
+        }
+    }
+}
+
+/// The sockets of a service, all bound before anything is served, so that a bad address
+/// fails the start instead of leaving a half-working service.
+struct Bound {
+    tcp: Vec<tokio::net::TcpListener>,
+    udp: Vec<tokio::net::UdpSocket>,
+    admin: Option<tokio::net::TcpListener>,
+}
+
+fn bind_all(config: &RuntimeConfig) -> Result<Bound, ConfigError> {
+    Ok(Bound {
+        tcp: config
+            .tcp_listen
+            .iter()
+            .map(|&a| bind_tcp("tcp_listen", a))
+            .collect::<Result<_, _>>()?,
+        udp: config
+            .udp_listen
+            .iter()
+            .map(|&a| bind_udp("udp_listen", a))
+            .collect::<Result<_, _>>()?,
+        admin: config
+            .admin_listen
+            .map(|a| bind_tcp("admin_listen", a))
+            .transpose()?,
+    })
+}
+
+/// Space-separated local addresses, for the startup line.
+fn addresses<'a>(sockets: impl Iterator<Item = std::io::Result<SocketAddr>> + 'a) -> String {
+    sockets
+        .filter_map(Result::ok)
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn serve<S: Service>(spec: &ServiceSpec, config: RuntimeConfig, service: S) -> i32 {
+    let bound = match bind_all(&config) {
+        Ok(bound) => bound,
+        Err(error) => {
+            eprintln!("{}: {error}", spec.binary);
+            return EXIT_CONFIG;
+        }
+    };
+    let readiness = Readiness::new();
+    let metrics = config.metrics.then(|| Metrics::new(spec.name, VERSION));
+    let meter = |transport| match &metrics {
+        Some(metrics) => metrics.transport(transport),
+        None => Meter::off(),
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let service = Arc::new(service);
+    let stop_accepting = CancellationToken::new();
+    let stop_admin = CancellationToken::new();
+    let connections = TaskTracker::new();
+
+    let tcp_addresses = addresses(bound.tcp.iter().map(|l| l.local_addr()));
+    let udp_addresses = addresses(bound.udp.iter().map(|s| s.local_addr()));
+    let admin_addresses = addresses(bound.admin.iter().map(|l| l.local_addr()));
+
+    let admin = bound.admin.map(|listener| {
+        let state = AdminState {
+            service: spec.name,
+            version: VERSION,
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+        };
+        tokio::spawn(admin::serve(listener, state, stop_admin.clone()))
+    });
+
+    let mut loops = Vec::new();
+    if !bound.tcp.is_empty() {
+        let conn = ConnSettings {
+            meter: meter(Transport::Tcp),
+            clock: Arc::clone(&clock),
+            idle_timeout: config.idle_timeout,
+            write_timeout: config.write_timeout,
+            close_linger: config.close_linger,
+            buffer_size: config.buffer_size,
+        };
+        let caps = ConnectionCaps::new(config.max_connections, config.max_connections_per_source);
+        for listener in bound.tcp {
+            let server = TcpServer {
+                listener,
+                service: Arc::clone(&service),
+                conn: conn.clone(),
+                caps: caps.clone(),
+                max_connection_time: config.max_connection_time,
+                spans: config.tracing,
+                name: spec.name,
+            };
+            loops.push(tokio::spawn(
+                server.run(stop_accepting.clone(), connections.clone()),
+            ));
+        }
+    }
+    if !bound.udp.is_empty() {
+        let own_ports: Arc<[u16]> = bound
+            .udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok().map(|a| a.port()))
+            .collect();
+        let limiter = Arc::new(Mutex::new(RateLimiter::new(
+            config.udp_rate_per_source,
+            config.udp_burst_per_source,
+            config.udp_rate_global,
+            config.udp_limiter_sources,
+            std::time::Instant::now(),
+        )));
+        let udp_meter = meter(Transport::Udp);
+        for socket in bound.udp {
+            let server = UdpServer {
+                socket,
+                service: Arc::clone(&service),
+                meter: udp_meter.clone(),
+                clock: Arc::clone(&clock),
+                loop_guard: config.udp_loop_guard,
+                own_ports: Arc::clone(&own_ports),
+                limiter: Arc::clone(&limiter),
+            };
+            loops.push(tokio::spawn(server.run(stop_accepting.clone())));
+        }
+    }
+
+    readiness.set(Phase::Serving);
+    tracing::info!(
+        service = spec.name,
+        version = VERSION,
+        tcp = %tcp_addresses,
+        udp = %udp_addresses,
+        admin = %admin_addresses,
+        metrics = config.metrics,
+        "serving"
+    );
+
+    let code = match shutdown::signal().await {
+        Ok(signal) => {
+            readiness.set(Phase::Draining);
+            tracing::info!(signal, drain_delay = ?config.drain_delay, "draining: not ready, still serving");
+            0
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for signals; stopping");
+            1
+        }
+    };
+    tokio::time::sleep(config.drain_delay).await;
+    stop_accepting.cancel();
+    for handle in loops {
+        let _ = handle.await;
+    }
+    connections.close();
+    let in_flight = connections.len();
+    tracing::info!(in_flight, timeout = ?config.shutdown_timeout, "stopped accepting; finishing connections");
+    if tokio::time::timeout(config.shutdown_timeout, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            cut = connections.len(),
+            "shutdown_timeout reached; closing the connections still open"
+        );
+    }
+    stop_admin.cancel();
+    if let Some(admin) = admin {
+        let _ = tokio::time::timeout(ADMIN_CLOSE, admin).await;
+    }
+    tracing::info!("stopped");
+    code
+}

@@ -1,0 +1,46 @@
+//! The one seam between the runtime and a protocol.
+//!
+//! Like pingora's `ServerApp`, a service is handed an established connection (or one
+//! datagram) and answers it; listening, limits, timeouts, metrics and shutdown stay in the
+//! runtime. A new service implements [`Service`] and nothing else.
+
+use std::future::Future;
+use std::time::SystemTime;
+
+use crate::config::{ConfigError, Key, Settings};
+use crate::conn::{Conn, ConnError};
+
+/// What the runtime needs to know about a service before it can load its configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceSpec {
+    /// Protocol name, used as the `service` metric label and in logs (`echo`).
+    pub name: &'static str,
+    /// Binary name, used in `--help` and error messages (`echod`).
+    pub binary: &'static str,
+    /// One line for `--help`, citing the RFC.
+    pub about: &'static str,
+    /// The IANA well-known port (RFC 862: 7, RFC 867: 13, RFC 868: 37), the default for
+    /// both transports.
+    pub port: u16,
+    /// Default admin HTTP port; distinct per service so that all three can share a host.
+    pub admin_port: u16,
+    /// Settings only this service understands, on top of [`crate::config::RUNTIME_KEYS`].
+    pub keys: &'static [Key],
+}
+
+/// A protocol: what to answer over TCP and over UDP.
+pub trait Service: Send + Sync + Sized + 'static {
+    /// Builds the service from its own keys (see [`ServiceSpec::keys`]); an invalid value
+    /// is a [`ConfigError`] naming the key.
+    fn from_settings(settings: &Settings) -> Result<Self, ConfigError>;
+
+    /// Serves one accepted TCP connection. The runtime has already applied the connection
+    /// caps, and bounds the whole call by `max_connection_time`; `conn` applies the idle and
+    /// write timeouts and counts bytes.
+    fn serve_tcp(&self, conn: Conn) -> impl Future<Output = Result<(), ConnError>> + Send;
+
+    /// Writes the answer to one datagram into `reply` (empty on entry, capacity kept
+    /// between calls so that the hot path does not allocate). `now` comes from the
+    /// injected clock. The loop guard and rate limits have already been applied.
+    fn answer_datagram(&self, request: &[u8], now: SystemTime, reply: &mut Vec<u8>);
+}

@@ -1,0 +1,298 @@
+//! Test helpers shared by the service crates' integration tests: start a service binary
+//! on loopback ports chosen by the kernel, learn its addresses from its startup log line,
+//! read its admin endpoints, signal it, and run real peers (`socat`, `rdate`, `promtool`).
+//!
+//! Every process a test starts is stopped by its PID when the [`Server`] is dropped; no
+//! test ever stops anything by name.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a service may take to start serving.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A service process started for one test.
+pub struct Server {
+    /// The process.
+    child: Child,
+    /// Bound TCP addresses, from the startup line.
+    pub tcp: Vec<SocketAddr>,
+    /// Bound UDP addresses.
+    pub udp: Vec<SocketAddr>,
+    /// Admin HTTP address.
+    pub admin: Option<SocketAddr>,
+    /// Every stderr line so far, for assertions on logs.
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+fn parse_list(text: &str) -> Vec<SocketAddr> {
+    text.split_whitespace()
+        .map(|a| a.parse().expect("address in startup line"))
+        .collect()
+}
+
+impl Server {
+    /// Starts `binary` (a `CARGO_BIN_EXE_…` path) serving on 127.0.0.1 with kernel-chosen
+    /// ports and JSON logs; `args` come after and may override any of that.
+    pub fn start(binary: &str, args: &[&str]) -> Server {
+        let mut full = vec![
+            "--tcp-listen",
+            "127.0.0.1:0",
+            "--udp-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+        ];
+        full.extend_from_slice(args);
+        Server::start_exact(binary, &full)
+    }
+
+    /// Starts `binary` with exactly `args` (which must select JSON logs) and waits for its
+    /// `serving` line.
+    pub fn start_exact(binary: &str, args: &[&str]) -> Server {
+        let mut child = Command::new(binary)
+            .args(args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("\"message\":\"serving\"") {
+                    let _ = ready_tx.send(line.clone());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let line = match ready_rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{binary} did not start serving; its log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
+        let fields: serde_json::Value = serde_json::from_str(&line).expect("JSON startup line");
+        let field = |name: &str| fields[name].as_str().unwrap_or_default().to_owned();
+        Server {
+            child,
+            tcp: parse_list(&field("tcp")),
+            udp: parse_list(&field("udp")),
+            admin: parse_list(&field("admin")).first().copied(),
+            log,
+        }
+    }
+
+    /// The first TCP address.
+    pub fn tcp(&self) -> SocketAddr {
+        self.tcp[0]
+    }
+
+    /// The first UDP address.
+    pub fn udp(&self) -> SocketAddr {
+        self.udp[0]
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `GET path` on the admin port: status code and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.admin.expect("admin port"), path)
+    }
+
+    /// The value of the sample `series` (name with labels, exactly as exposed), or 0 when
+    /// absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "/metrics: {body}");
+        sample(&body, series).unwrap_or(0.0)
+    }
+
+    /// Waits until `series` reaches at least `value`, or panics after `timeout`.
+    pub fn wait_metric(&self, series: &str, value: f64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = self.metric(series);
+            if now >= value {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series} is {now}, expected at least {value}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal (`TERM`, `INT`) to this process, by PID.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// The log lines so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Only this test's own process, by PID.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of `series` in a Prometheus text exposition.
+pub fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+/// A minimal HTTP/1.0 GET: status code and body.
+pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {address}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Runs a real peer program, feeding `input`, bounded by `timeout`; panics with a clear
+/// message if the tool is not installed (the test command installs it; a test never
+/// skips silently).
+pub fn run_tool(program: &str, args: &[&str], input: &[u8], timeout: Duration) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{program} is needed for this test ({e}); the README test command installs it")
+        });
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || read_all(stdout));
+    let err = std::thread::spawn(move || read_all(stderr));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{program} {args:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = writer.join();
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+fn read_all(mut reader: impl Read) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let _ = reader.read_to_end(&mut bytes);
+    bytes
+}
+
+/// Connects to `target` from the local address `source` (e.g. 127.0.0.2, to look like
+/// another client).
+pub fn connect_from(source: SocketAddr, target: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.bind(&source.into())?;
+    socket.connect_timeout(&target.into(), Duration::from_secs(5))?;
+    Ok(socket.into())
+}
+
+/// Runs `binary` with `args` and an empty environment plus `env`, and returns its output.
+pub fn run_binary(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(binary)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"))
+}
+
+/// Checks an exposition with Debian's `promtool check metrics`; returns its complaints.
+pub fn promtool_check_metrics(exposition: &str) -> Result<(), String> {
+    let output = run_tool(
+        "promtool",
+        &["check", "metrics"],
+        exposition.as_bytes(),
+        Duration::from_secs(30),
+    );
+    let complaints = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(complaints)
+    }
+}
