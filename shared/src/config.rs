@@ -273,6 +273,8 @@ pub fn command(spec: &ServiceSpec) -> Command {
                 .allow_hyphen_values(true)
                 // `echod healthcheck --admin-listen …` reads the same keys as the server.
                 .global(true)
+                // Given twice, the last one wins, as with most Unix tools.
+                .overrides_with(key.name)
                 .help(format!(
                     "{} [default: {}] [env: {}{}]",
                     key.help,
