@@ -154,6 +154,24 @@ impl Drop for SourceSlot {
     }
 }
 
+/// File descriptors kept free for what is not a client connection: listeners, the admin
+/// server and its scrapes, the process collector's `/proc` reads, logs.
+pub const FD_RESERVE: u64 = 64;
+
+/// Raises the soft open-file limit to the hard limit (as Go and systemd services do) and
+/// returns the limit now in force, or `None` if it cannot be read.
+pub fn raise_fd_limit() -> Option<u64> {
+    rlimit::increase_nofile_limit(u64::MAX).ok()
+}
+
+/// The connection cap that fits in `fd_limit` descriptors with [`FD_RESERVE`] left over,
+/// so that a full service refuses connections with a reset instead of running out of
+/// descriptors (EMFILE), and `/metrics` stays reachable.
+pub fn connection_cap(requested: usize, fd_limit: u64) -> usize {
+    let room = fd_limit.saturating_sub(FD_RESERVE).max(1);
+    requested.min(usize::try_from(room).unwrap_or(usize::MAX))
+}
+
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -269,6 +287,13 @@ mod tests {
 
     fn addr(text: &str) -> SocketAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn connection_cap_leaves_descriptors_for_the_admin_port() {
+        assert_eq!(connection_cap(4096, 1_048_576), 4096);
+        assert_eq!(connection_cap(4096, 1024), 1024 - FD_RESERVE as usize);
+        assert_eq!(connection_cap(4096, 10), 1);
     }
 
     #[test]

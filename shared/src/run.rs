@@ -13,7 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{self, ConfigError, LoadError, Mode, RuntimeConfig};
 use crate::conn::ConnSettings;
 use crate::healthcheck;
-use crate::limits::RateLimiter;
+use crate::limits::{self, RateLimiter};
 use crate::listener::{bind_tcp, bind_udp, ConnectionCaps, TcpServer, UdpServer};
 use crate::logging;
 use crate::metrics::{Meter, Metrics, Transport};
@@ -141,6 +141,21 @@ async fn serve<S: Service>(spec: &ServiceSpec, config: RuntimeConfig, service: S
             return EXIT_CONFIG;
         }
     };
+    let max_connections = match limits::raise_fd_limit() {
+        Some(fd_limit) => {
+            let cap = limits::connection_cap(config.max_connections, fd_limit);
+            if cap < config.max_connections {
+                tracing::warn!(
+                    requested = config.max_connections,
+                    max_connections = cap,
+                    fd_limit,
+                    "max_connections lowered to fit the open-file limit; raise `ulimit -n` to serve more"
+                );
+            }
+            cap
+        }
+        None => config.max_connections,
+    };
     let readiness = Readiness::new();
     let metrics = config.metrics.then(|| Metrics::new(spec.name, VERSION));
     let meter = |transport| match &metrics {
@@ -177,7 +192,7 @@ async fn serve<S: Service>(spec: &ServiceSpec, config: RuntimeConfig, service: S
             close_linger: config.close_linger,
             buffer_size: config.buffer_size,
         };
-        let caps = ConnectionCaps::new(config.max_connections, config.max_connections_per_source);
+        let caps = ConnectionCaps::new(max_connections, config.max_connections_per_source);
         for listener in bound.tcp {
             let server = TcpServer {
                 listener,

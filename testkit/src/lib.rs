@@ -38,7 +38,15 @@ impl Server {
     /// Starts `binary` (a `CARGO_BIN_EXE_…` path) serving on 127.0.0.1 with kernel-chosen
     /// ports and JSON logs; `args` come after and may override any of that.
     pub fn start(binary: &str, args: &[&str]) -> Server {
-        let mut full = vec![
+        Server::start_under(&[], binary, args)
+    }
+
+    /// Like [`Server::start`], run through `wrapper` (a program that execs its arguments,
+    /// such as `prlimit --nofile=100:100`), so the PID is still the service's.
+    pub fn start_under(wrapper: &[&str], binary: &str, args: &[&str]) -> Server {
+        let mut full: Vec<&str> = wrapper.iter().skip(1).copied().collect();
+        full.push(binary);
+        full.extend_from_slice(&[
             "--tcp-listen",
             "127.0.0.1:0",
             "--udp-listen",
@@ -49,9 +57,12 @@ impl Server {
             "json",
             "--log-level",
             "debug",
-        ];
+        ]);
         full.extend_from_slice(args);
-        Server::start_exact(binary, &full)
+        match wrapper.first() {
+            Some(program) => Server::start_exact(program, &full),
+            None => Server::start_exact(binary, &full[1..]),
+        }
     }
 
     /// Starts `binary` with exactly `args` (which must select JSON logs) and waits for its

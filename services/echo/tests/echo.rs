@@ -430,3 +430,48 @@ fn metrics_off_serves_without_a_metrics_endpoint() {
     assert_eq!(server.get("/metrics").0, 404);
     assert_eq!(server.get("/readyz").0, 200);
 }
+
+/// CPU seconds (user + system) used so far by process `pid`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+}
+
+#[test]
+fn a_low_open_file_limit_lowers_the_cap_and_keeps_metrics_reachable() {
+    // 100 descriptors: the runtime keeps 64 for itself, so it serves 36 connections at
+    // once and refuses the rest instead of running out of descriptors.
+    let server = Server::start_under(&["prlimit", "--nofile=100:100"], ECHOD, &[]);
+    let log = server.log().join("\n");
+    assert!(log.contains("max_connections lowered"), "{log}");
+    let mut held: Vec<TcpStream> = (0..36)
+        .map(|_| TcpStream::connect(server.tcp()).unwrap())
+        .collect();
+    for stream in held.iter_mut().step_by(7) {
+        assert!(echoes(stream));
+    }
+    for _ in 0..30 {
+        assert!(refused(TcpStream::connect(server.tcp()).unwrap()));
+    }
+    let before = cpu_seconds(server.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_cpu = cpu_seconds(server.pid()) - before;
+    assert!(idle_cpu < 0.2, "{idle_cpu} s of CPU while full");
+    assert_eq!(
+        server.get("/metrics").0,
+        200,
+        "/metrics reachable while full"
+    );
+    assert_eq!(
+        server.metric("inetsvc_connections_rejected_total{reason=\"global_cap\",service=\"echo\",transport=\"tcp\"}"),
+        30.0
+    );
+    held.clear();
+    server.wait_metric(
+        "inetsvc_connection_duration_seconds_count{service=\"echo\",transport=\"tcp\"}",
+        36.0,
+        Duration::from_secs(5),
+    );
+    assert!(echoes(&mut TcpStream::connect(server.tcp()).unwrap()));
+}
