@@ -1,43 +1,21 @@
 //! Out of file descriptors (EMFILE): the accept loop backs off instead of spinning a core,
 //! and recovers by itself once descriptors free up.
 //!
-//! This file holds one test because it lowers the whole test process's open-file limit.
+//! This file holds one test because it lowers the whole test process's open-file limit;
+//! it drives the runtime's listener directly, with the ECHO service behind it.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use inetsvc_echo::Echo;
 use inetsvc_runtime::conn::ConnSettings;
 use inetsvc_runtime::listener::{bind_tcp, ConnectionCaps, TcpServer};
 use inetsvc_runtime::metrics::{Metrics, Transport};
-use inetsvc_runtime::{ConfigError, Conn, ConnError, Service, Settings, SystemClock};
+use inetsvc_runtime::SystemClock;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// A minimal echo, enough to tell a served connection from a stuck one.
-struct Echo;
-
-impl Service for Echo {
-    fn from_settings(_: &Settings) -> Result<Self, ConfigError> {
-        Ok(Echo)
-    }
-
-    async fn serve_tcp(&self, mut conn: Conn) -> Result<(), ConnError> {
-        let mut buf = Vec::new();
-        loop {
-            let n = conn.read(&mut buf).await?;
-            if n == 0 {
-                return conn.finish().await;
-            }
-            conn.write_all(&buf[..n]).await?;
-        }
-    }
-
-    fn answer_datagram(&self, request: &[u8], _: SystemTime, reply: &mut Vec<u8>) {
-        reply.extend_from_slice(request);
-    }
-}
 
 /// CPU seconds (user + system) this process has used, from `/proc/self/stat` opened
 /// beforehand (no descriptor can be opened once they are used up).
