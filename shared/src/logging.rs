@@ -11,6 +11,8 @@ pub fn init(config: &RuntimeConfig) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     // A second init (several services in one test process) keeps the first subscriber.
     let _ = match config.log_format {

@@ -35,8 +35,9 @@ fn parse_list(text: &str) -> Vec<SocketAddr> {
 }
 
 impl Server {
-    /// Starts `binary` (a `CARGO_BIN_EXE_…` path) serving on 127.0.0.1 with kernel-chosen
-    /// ports and JSON logs; `args` come after and may override any of that.
+    /// Starts `binary` (a `CARGO_BIN_EXE_…` path) serving TCP and UDP on one free port of
+    /// 127.0.0.1, admin on a kernel-chosen port, with JSON logs; `args` come after and may
+    /// override any of that.
     pub fn start(binary: &str, args: &[&str]) -> Server {
         Server::start_under(&[], binary, args)
     }
@@ -44,13 +45,15 @@ impl Server {
     /// Like [`Server::start`], run through `wrapper` (a program that execs its arguments,
     /// such as `prlimit --nofile=100:100`), so the PID is still the service's.
     pub fn start_under(wrapper: &[&str], binary: &str, args: &[&str]) -> Server {
+        // One port for both transports, as a real deployment has.
+        let listen = format!("127.0.0.1:{}", free_port());
         let mut full: Vec<&str> = wrapper.iter().skip(1).copied().collect();
         full.push(binary);
         full.extend_from_slice(&[
             "--tcp-listen",
-            "127.0.0.1:0",
+            &listen,
             "--udp-listen",
-            "127.0.0.1:0",
+            &listen,
             "--admin-listen",
             "127.0.0.1:0",
             "--log-format",
@@ -306,4 +309,99 @@ pub fn promtool_check_metrics(exposition: &str) -> Result<(), String> {
     } else {
         Err(complaints)
     }
+}
+
+/// A port that was free a moment ago on 127.0.0.1 for both TCP and UDP (the kernel
+/// chose it for TCP; a UDP bind on it is checked too).
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = tcp.local_addr().expect("local address").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Debian's xinetd serving its internal ECHO, DAYTIME and TIME (TCP and UDP) on
+/// 127.0.0.1, on free ports: the comparison server. Stopped by PID when dropped.
+pub struct Xinetd {
+    child: Child,
+    /// Its ECHO port.
+    pub echo: u16,
+    /// Its DAYTIME port.
+    pub daytime: u16,
+    /// Its TIME port.
+    pub time: u16,
+    /// The folder holding its configuration.
+    dir: std::path::PathBuf,
+}
+
+impl Xinetd {
+    /// Writes a configuration and starts `xinetd -dontfork`; waits until every TCP port
+    /// accepts.
+    pub fn start() -> Xinetd {
+        let (echo, daytime, time) = (free_port(), free_port(), free_port());
+        let dir =
+            std::env::temp_dir().join(format!("inetsvc-xinetd-{}-{echo}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("xinetd folder");
+        let config = xinetd_config(echo, daytime, time);
+        let path = dir.join("xinetd.conf");
+        std::fs::write(&path, config).expect("xinetd.conf");
+        let child = Command::new("xinetd")
+            .args(["-dontfork", "-stayalive", "-f"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("xinetd is needed for this test ({e}); the README test command installs it")
+            });
+        let xinetd = Xinetd {
+            child,
+            echo,
+            daytime,
+            time,
+            dir,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        for port in [echo, daytime, time] {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "xinetd did not open port {port}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        xinetd
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Xinetd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An xinetd configuration with the internal ECHO, DAYTIME and TIME services, TCP and UDP,
+/// on 127.0.0.1 only, with its connection limits lifted (it is the peer to beat, not to
+/// throttle).
+pub fn xinetd_config(echo: u16, daytime: u16, time: u16) -> String {
+    let mut config = String::from(
+        "defaults\n{\n    instances = UNLIMITED\n    per_source = UNLIMITED\n    cps = 1000000 1\n}\n",
+    );
+    for (name, port) in [("echo", echo), ("daytime", daytime), ("time", time)] {
+        for (kind, protocol, wait) in [("stream", "tcp", "no"), ("dgram", "udp", "yes")] {
+            config += &format!(
+                "service {name}\n{{\n    type = INTERNAL UNLISTED\n    id = {name}-{kind}\n    socket_type = {kind}\n    protocol = {protocol}\n    port = {port}\n    bind = 127.0.0.1\n    user = root\n    wait = {wait}\n}}\n"
+            );
+        }
+    }
+    config
 }

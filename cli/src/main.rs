@@ -1,0 +1,397 @@
+//! `inetsvc`: ECHO, DAYTIME and TIME clients, a prober and a load generator.
+//!
+//! Exit codes: 0 success, 1 a network or protocol failure (with a one-line reason on
+//! stderr), 2 a usage error.
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use inetsvc_cli::bench::{self, Expect, Mode};
+use inetsvc_cli::client::{self, ClientError, Options, Reply, Transport};
+use inetsvc_cli::probe;
+use inetsvc_cli::target::{Service, Target};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    name = "inetsvc",
+    version,
+    about = "Clients, prober and load generator for ECHO, DAYTIME and TIME"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send a message to an ECHO server (RFC 862) and check it comes back unchanged.
+    Echo {
+        #[command(flatten)]
+        exchange: ExchangeArgs,
+        /// What to send.
+        #[arg(long, default_value = "hello from inetsvc\n")]
+        message: String,
+        /// Send this many pattern bytes instead of --message.
+        #[arg(long)]
+        size: Option<usize>,
+    },
+    /// Ask a DAYTIME server (RFC 867) for the date and time.
+    Daytime {
+        #[command(flatten)]
+        exchange: ExchangeArgs,
+    },
+    /// Ask a TIME server (RFC 868) for the time and show its offset from the local clock.
+    Time {
+        #[command(flatten)]
+        exchange: ExchangeArgs,
+    },
+    /// Check every service over TCP and UDP: answers, latency and clock skew.
+    Probe(ProbeArgs),
+    /// Generate load and report throughput and latency percentiles.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct ExchangeArgs {
+    /// The server: HOST, HOST:PORT, HOST:SERVICE or [IPV6]:PORT (default port: the service's).
+    target: String,
+    /// Use UDP instead of TCP.
+    #[arg(long)]
+    udp: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// How long to wait to connect and for each answer.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// UDP: how many times to send again after a timeout.
+    #[arg(long, default_value_t = 2)]
+    retries: u32,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProbeFormat {
+    Table,
+    Json,
+    Prometheus,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Transports {
+    Tcp,
+    Udp,
+    Both,
+}
+
+#[derive(Args)]
+struct ProbeArgs {
+    /// Host for every service not given its own address.
+    #[arg(default_value = "127.0.0.1")]
+    host: String,
+    /// ECHO server: HOST[:PORT], or just a PORT on HOST.
+    #[arg(long)]
+    echo: Option<String>,
+    /// DAYTIME server: HOST[:PORT], or just a PORT on HOST.
+    #[arg(long)]
+    daytime: Option<String>,
+    /// TIME server: HOST[:PORT], or just a PORT on HOST.
+    #[arg(long)]
+    time: Option<String>,
+    /// Check only these services (comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = parse_service)]
+    only: Vec<Service>,
+    /// Transports to check.
+    #[arg(long, value_enum, default_value = "both")]
+    transport: Transports,
+    /// Largest DAYTIME/TIME clock skew that passes.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    tolerance: Duration,
+    /// How long to wait for each answer.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// UDP: sends again after a timeout.
+    #[arg(long, default_value_t = 2)]
+    retries: u32,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: ProbeFormat,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// The server: HOST[:PORT].
+    target: String,
+    /// The load.
+    #[arg(long, value_enum, default_value = "echo-tcp")]
+    mode: Mode,
+    /// Connections (echo-tcp, connect, hold) or flows (echo-udp).
+    #[arg(long, short = 'c', default_value_t = 16)]
+    connections: usize,
+    /// ECHO payload size, bytes.
+    #[arg(long, default_value_t = 512)]
+    size: usize,
+    /// Stop after this long (every run is bounded).
+    #[arg(long, short = 'd', default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Stop after this many requests in all.
+    #[arg(long, short = 'n')]
+    count: Option<u64>,
+    /// Fixed request rate in all, per second (default: as fast as answers come).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Bound on each connect and each answer.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// connect mode: what an answer must be.
+    #[arg(long, value_enum, default_value = "any")]
+    expect: Expect,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_service(text: &str) -> Result<Service, String> {
+    Service::ALL
+        .into_iter()
+        .find(|s| s.name() == text)
+        .ok_or_else(|| format!("`{text}` is not echo, daytime or time"))
+}
+
+/// A usage error: exit code 2, like clap's own.
+fn usage(reason: String) -> ExitCode {
+    eprintln!("inetsvc: {reason}");
+    ExitCode::from(2)
+}
+
+/// A network or protocol failure: exit code 1.
+fn failure(json_output: bool, service: &str, error: &ClientError) -> ExitCode {
+    if json_output {
+        println!(
+            "{}",
+            json!({"service": service, "ok": false, "error": error.to_string()})
+        );
+    }
+    eprintln!("inetsvc {service}: {error}");
+    ExitCode::from(1)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Echo {
+            exchange,
+            message,
+            size,
+        } => {
+            let payload: Vec<u8> = match size {
+                Some(n) => (0..n).map(|i| (i % 251) as u8).collect(),
+                None => message.into_bytes(),
+            };
+            run_exchange(&exchange, Service::Echo, |target, transport, options| {
+                client::echo(target, transport, &payload, options).map(|reply| {
+                    let text = format!(
+                        "{} bytes echoed by {} over {} in {:.2} ms",
+                        reply.bytes.len(),
+                        reply.peer,
+                        transport.name(),
+                        ms(&reply)
+                    );
+                    (text, json!({"bytes": reply.bytes.len()}), reply)
+                })
+            })
+        }
+        Command::Daytime { exchange } => {
+            run_exchange(&exchange, Service::Daytime, |target, transport, options| {
+                client::daytime(target, transport, options)
+                    .map(|(line, reply)| (line.clone(), json!({"daytime": line}), reply))
+            })
+        }
+        Command::Time { exchange } => {
+            run_exchange(&exchange, Service::Time, |target, transport, options| {
+                client::time(target, transport, options).map(|(time, reply)| {
+                    let offset = client::clock_offset(time, &reply);
+                    let shown = DateTime::<Utc>::from(time).to_rfc3339();
+                    let text = format!(
+                        "{shown} (offset {offset:+.1} s from the local clock, ±0.5 s; round trip {:.2} ms)",
+                        ms(&reply)
+                    );
+                    let unix = time
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    (text, json!({"time": shown, "unix": unix, "offset_seconds": offset}), reply)
+                })
+            })
+        }
+        Command::Probe(args) => run_probe(args),
+        Command::Bench(args) => run_bench(args),
+    }
+}
+
+fn ms(reply: &Reply) -> f64 {
+    reply.rtt.as_secs_f64() * 1000.0
+}
+
+/// One exchange with a service: parse the target, run `exchange`, print text or JSON.
+fn run_exchange(
+    args: &ExchangeArgs,
+    service: Service,
+    exchange: impl FnOnce(
+        &Target,
+        Transport,
+        &Options,
+    ) -> Result<(String, serde_json::Value, Reply), ClientError>,
+) -> ExitCode {
+    let target = match Target::parse(&args.target, service.port()) {
+        Ok(target) => target,
+        Err(reason) => return usage(reason),
+    };
+    let transport = if args.udp {
+        Transport::Udp
+    } else {
+        Transport::Tcp
+    };
+    let options = Options {
+        timeout: args.timeout,
+        retries: args.retries,
+    };
+    match exchange(&target, transport, &options) {
+        Ok((text, mut fields, reply)) => {
+            if args.json {
+                fields["service"] = json!(service.name());
+                fields["transport"] = json!(transport.name());
+                fields["target"] = json!(target.to_string());
+                fields["peer"] = json!(reply.peer.to_string());
+                fields["rtt_seconds"] = json!(reply.rtt.as_secs_f64());
+                fields["ok"] = json!(true);
+                println!("{fields}");
+            } else {
+                println!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => failure(args.json, service.name(), &error),
+    }
+}
+
+fn run_probe(args: ProbeArgs) -> ExitCode {
+    let services = if args.only.is_empty() {
+        Service::ALL.to_vec()
+    } else {
+        args.only.clone()
+    };
+    let mut targets = Vec::new();
+    for service in services {
+        let given = match service {
+            Service::Echo => &args.echo,
+            Service::Daytime => &args.daytime,
+            Service::Time => &args.time,
+        };
+        let text = match given {
+            Some(port) if port.parse::<u16>().is_ok() => format!("{}:{port}", bracket(&args.host)),
+            Some(address) => address.clone(),
+            None => bracket(&args.host),
+        };
+        match Target::parse(&text, service.port()) {
+            Ok(target) => targets.push((service, target)),
+            Err(reason) => return usage(format!("--{}: {reason}", service.name())),
+        }
+    }
+    let transports = match args.transport {
+        Transports::Tcp => vec![Transport::Tcp],
+        Transports::Udp => vec![Transport::Udp],
+        Transports::Both => vec![Transport::Tcp, Transport::Udp],
+    };
+    let plan = probe::Plan {
+        targets,
+        transports,
+        tolerance: args.tolerance,
+        options: Options {
+            timeout: args.timeout,
+            retries: args.retries,
+        },
+    };
+    let checks = probe::run(&plan);
+    let output = match args.format {
+        ProbeFormat::Table => probe::table(&checks),
+        ProbeFormat::Json => probe::json(&checks) + "\n",
+        ProbeFormat::Prometheus => probe::prometheus(&checks),
+    };
+    print!("{output}");
+    if probe::all_ok(&checks) {
+        ExitCode::SUCCESS
+    } else {
+        for check in checks.iter().filter(|c| !c.ok) {
+            eprintln!(
+                "inetsvc probe: {} over {} at {}: {}",
+                check.service.name(),
+                check.transport.name(),
+                check.target,
+                check.error.as_deref().unwrap_or("failed")
+            );
+        }
+        ExitCode::from(1)
+    }
+}
+
+/// An IPv6 host in brackets, so that a port can follow it.
+fn bracket(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+fn run_bench(args: BenchArgs) -> ExitCode {
+    let target = match Target::parse(&args.target, Service::Echo.port()) {
+        Ok(target) => target,
+        Err(reason) => return usage(reason),
+    };
+    let plan = bench::Plan {
+        mode: args.mode,
+        target,
+        connections: args.connections,
+        size: args.size,
+        duration: args.duration,
+        count: args.count,
+        rate: args.rate,
+        timeout: args.timeout,
+        expect: args.expect,
+        progress: !args.json,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("inetsvc bench: cannot start the runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(bench::run(plan)) {
+        Ok(report) => {
+            if args.json {
+                match serde_json::to_string(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(error) => {
+                        eprintln!("inetsvc bench: {error}");
+                        return ExitCode::from(1);
+                    }
+                }
+            } else {
+                print!("{}", bench::summary(&report));
+            }
+            if report.requests == 0 && report.held == 0 {
+                eprintln!("inetsvc bench: no request was answered");
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            eprintln!("inetsvc bench: {reason}");
+            ExitCode::from(1)
+        }
+    }
+}
