@@ -104,44 +104,67 @@ impl Conn {
     /// client's end of stream.
     ///
     /// `buf` is sized to `buffer_size` only when data is ready, so a connection that sits
-    /// idle holds no buffer (the RSS-per-idle-connection target).
+    /// idle holds no buffer (the RSS-per-idle-connection target). Data already waiting is
+    /// read at once: the idle timer is armed only when the read would block, which keeps
+    /// a timer insertion off the hot path of a busy connection.
     pub async fn read(&mut self, buf: &mut Vec<u8>) -> Result<usize, ConnError> {
         let idle = self.settings.idle_timeout;
         loop {
+            if !buf.is_empty() {
+                match self.stream.try_read(buf) {
+                    Ok(n) => {
+                        self.count_received(n);
+                        return Ok(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(ConnError::Read(e)),
+                }
+            }
             timeout(idle, self.stream.readable())
                 .await
                 .map_err(|_| ConnError::IdleTimeout(idle))?
                 .map_err(ConnError::Read)?;
             if buf.is_empty() {
-                buf.resize(self.settings.buffer_size, 0);
-            }
-            match self.stream.try_read(buf) {
-                Ok(n) => {
-                    self.count_received(n);
-                    return Ok(n);
+                // Readiness can be spurious (a fresh socket is reported readable with
+                // nothing to read): peek one byte first, so that only a connection with
+                // input waiting (or at EOF) gets a buffer. try_io clears the readiness
+                // on WouldBlock, so this cannot spin.
+                let mut probe = [std::mem::MaybeUninit::<u8>::uninit()];
+                let sock = socket2::SockRef::from(&self.stream);
+                match self
+                    .stream
+                    .try_io(tokio::io::Interest::READABLE, || sock.peek(&mut probe))
+                {
+                    Ok(_) => buf.resize(self.settings.buffer_size, 0),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(ConnError::Read(e)),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(ConnError::Read(e)),
             }
         }
     }
 
-    /// Writes all of `data`; each partial write must make progress within `write_timeout`,
-    /// so a client that stops reading is cut off instead of holding the server (book
-    /// §8.29, server deadlock).
+    /// Writes all of `data`; whenever the socket is full, it must accept more within
+    /// `write_timeout`, so a client that stops reading is cut off instead of holding the
+    /// server (book §8.29, server deadlock). Like [`Conn::read`], the timer is armed only
+    /// when the write would block.
     pub async fn write_all(&mut self, mut data: &[u8]) -> Result<(), ConnError> {
         let limit = self.settings.write_timeout;
         while !data.is_empty() {
-            let n = timeout(limit, self.stream.write(data))
+            match self.stream.try_write(data) {
+                Ok(0) => return Err(ConnError::Write(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    self.sent += n as u64;
+                    self.settings.meter.sent(n);
+                    data = &data[n..];
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(ConnError::Write(e)),
+            }
+            timeout(limit, self.stream.writable())
                 .await
                 .map_err(|_| ConnError::WriteTimeout(limit))?
                 .map_err(ConnError::Write)?;
-            if n == 0 {
-                return Err(ConnError::Write(io::ErrorKind::WriteZero.into()));
-            }
-            self.sent += n as u64;
-            self.settings.meter.sent(n);
-            data = &data[n..];
         }
         Ok(())
     }
