@@ -1,0 +1,352 @@
+#!/usr/bin/env python3
+"""The inetsvc benchmark: side by side, in one run, on loopback.
+
+Servers, all started once and measured in alternating order:
+  A  inetsvc, fully instrumented (metrics and per-connection tracing spans on)
+  A' the same binaries again, a second instance: the A/A control that shows the noise
+  B  the same binaries with metrics and tracing off: the uninstrumented baseline
+  X  Debian's xinetd, internal services: the peer to beat
+
+Workloads (each bounded by --seconds): ECHO over TCP (16 connections, 512 B, closed
+loop), ECHO over UDP (16 flows), DAYTIME and TIME connections per second (16 workers).
+Then RSS per idle connection at 10,000 held connections, start-to-ready time and binary
+sizes. Medians of --repeat rounds; the order of servers rotates every round.
+
+Writes JSON results and the Markdown report (docs/benchmarks.md by default), to which
+bench/notes.md, the hand-written analysis, is appended. Stops only what it started, by
+PID. Traffic goes to 127.0.0.1 only.
+"""
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RELEASE = ROOT / "target" / "release"
+SERVICES = [("echo", "echod"), ("daytime", "daytimed"), ("time", "timed")]
+# Limits lifted for a load that comes from one address: the benchmark measures serving
+# capacity, not the limiter (which is measured in the tests).
+LOAD_FLAGS = [
+    "--max-connections", "20000",
+    "--max-connections-per-source", "20000",
+    "--udp-rate-per-source", "0",
+    "--udp-rate-global", "0",
+    "--idle-timeout", "10m",
+]
+STARTED = []  # every process this run started, stopped by PID at exit
+
+
+def free_port():
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+
+
+def wait_ready(admin, limit=20.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.005)
+    raise RuntimeError(f"admin port {admin} never became ready")
+
+
+def start_inetsvc(extra):
+    """Starts the three services; returns {service: (tcp_udp_port, pid, admin_port)}."""
+    servers = {}
+    for name, binary in SERVICES:
+        port, admin = free_port(), free_port()
+        listen = f"127.0.0.1:{port}"
+        proc = subprocess.Popen(
+            [str(RELEASE / binary), "--tcp-listen", listen, "--udp-listen", listen,
+             "--admin-listen", f"127.0.0.1:{admin}", "--log-level", "warn", *LOAD_FLAGS, *extra],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        STARTED.append(proc)
+        wait_ready(admin)
+        servers[name] = (port, proc.pid, admin)
+    return servers
+
+
+def start_xinetd(workdir):
+    ports = {name: free_port() for name, _ in SERVICES}
+    config = ["defaults\n{\n    instances = UNLIMITED\n    per_source = UNLIMITED\n    cps = 1000000 1\n}\n"]
+    for name, port in ports.items():
+        for kind, proto, wait in (("stream", "tcp", "no"), ("dgram", "udp", "yes")):
+            config.append(
+                f"service {name}\n{{\n    type = INTERNAL UNLISTED\n    id = {name}-{kind}\n"
+                f"    socket_type = {kind}\n    protocol = {proto}\n    port = {port}\n"
+                f"    bind = 127.0.0.1\n    user = root\n    wait = {wait}\n}}\n")
+    path = Path(workdir) / "xinetd.conf"
+    path.write_text("".join(config))
+    proc = subprocess.Popen(["xinetd", "-dontfork", "-stayalive", "-f", str(path)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    STARTED.append(proc)
+    deadline = time.monotonic() + 20
+    for port in ports.values():
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("xinetd did not start")
+                time.sleep(0.02)
+    return {name: (port, proc.pid, None) for name, port in ports.items()}
+
+
+def bench(target_port, mode, seconds, extra=()):
+    cmd = [str(RELEASE / "inetsvc"), "bench", f"127.0.0.1:{target_port}", "--mode", mode,
+           "-d", f"{seconds}s", "--json", "--timeout", "1s", *extra]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    if not out.stdout.strip():
+        raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr}")
+    return json.loads(out.stdout)
+
+
+WORKLOADS = {
+    "echo_tcp": ("echo", "echo-tcp", ["-c", "16", "--size", "512"]),
+    "echo_udp": ("echo", "echo-udp", ["-c", "16", "--size", "512"]),
+    "daytime_tcp": ("daytime", "connect", ["-c", "16", "--expect", "daytime"]),
+    "time_tcp": ("time", "connect", ["-c", "16", "--expect", "time"]),
+}
+
+
+def cpu_seconds(pid):
+    """CPU time of a process and its reaped children (xinetd forks), seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def hold_rss(servers, count, seconds):
+    """Server RSS per held idle ECHO connection, KiB."""
+    port, pid, _ = servers["echo"]
+    before = rss_kib(pid)
+    cmd = [str(RELEASE / "inetsvc"), "bench", f"127.0.0.1:{port}", "--mode", "hold",
+           "-c", str(count), "-d", f"{seconds}s", "--json", "--timeout", "5s"]
+    client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    STARTED.append(client)
+    time.sleep(seconds * 0.8)
+    during = rss_kib(pid)
+    out, err = client.communicate(timeout=seconds + 60)
+    report = json.loads(out) if out.strip() else {"held": 0}
+    held = report.get("held", 0)
+    return {"rss_before_kib": before, "rss_held_kib": during, "held": held,
+            "per_connection_kib": (during - before) / held if held else None}
+
+
+def start_to_ready(extra, repeat=5):
+    times = []
+    for _ in range(repeat):
+        port, admin = free_port(), free_port()
+        begin = time.monotonic()
+        proc = subprocess.Popen(
+            [str(RELEASE / "echod"), "--tcp-listen", f"127.0.0.1:{port}", "--udp-listen",
+             f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}", *extra],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        STARTED.append(proc)
+        wait_ready(admin)
+        times.append((time.monotonic() - begin) * 1000)
+        proc.terminate()
+        proc.wait(timeout=30)
+    return statistics.median(times)
+
+
+def median_of(results, variant, workload, field):
+    values = [r[field] for r in results[variant][workload]]
+    return statistics.median(values) if values else float("nan")
+
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5, help="length of each measurement")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (at least 3)")
+    parser.add_argument("--hold", type=int, default=10000, help="idle connections to hold")
+    parser.add_argument("--report", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--json", default=str(ROOT / "target" / "bench-results.json"))
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the report from the JSON results of the last run")
+    args = parser.parse_args()
+    if args.report_only:
+        write_report(Path(args.report), json.loads(Path(args.json).read_text()))
+        return
+    if args.repeat < 3:
+        parser.error("--repeat must be at least 3: medians of fewer say little")
+
+    workdir = tempfile.mkdtemp(prefix="inetsvc-bench-")
+    variants = {
+        "A": start_inetsvc([]),
+        "A'": start_inetsvc([]),
+        "B": start_inetsvc(["--metrics", "false", "--tracing", "false"]),
+        "X": start_xinetd(workdir),
+    }
+    order = list(variants)
+    results = {v: {w: [] for w in WORKLOADS} for v in variants}
+    for rep in range(args.repeat):
+        rotated = order[rep % len(order):] + order[:rep % len(order)]
+        for workload, (service, mode, extra) in WORKLOADS.items():
+            for variant in rotated:
+                port, pid, _ = variants[variant][service]
+                cpu = cpu_seconds(pid)
+                report = bench(port, mode, args.seconds, extra)
+                cpu = cpu_seconds(pid) - cpu
+                # Server CPU per answer: what the server costs, whatever share of the two
+                # cores the load generator leaves it.
+                report["server_cpu_us_per_request"] = (
+                    cpu * 1e6 / report["requests"] if report["requests"] else None)
+                results[variant][workload].append(report)
+                print(f"round {rep + 1} {workload:12} {variant:2} "
+                      f"{report['throughput_per_second']:>10.0f}/s p99 {report['latency_us']['p99']} µs "
+                      f"lost {report['lost']} errors {report['errors']}", flush=True)
+
+    hold = {v: hold_rss(variants[v], args.hold, 10) for v in ("A", "B")}
+    ready = {"A": start_to_ready([]), "B": start_to_ready(["--metrics", "false", "--tracing", "false"])}
+    sizes = {b: (RELEASE / b).stat().st_size for b in ("echod", "daytimed", "timed", "inetsvc")}
+    raw = {"results": results, "hold": hold, "ready_ms": ready, "sizes": sizes,
+           "seconds": args.seconds, "repeat": args.repeat}
+    Path(args.json).write_text(json.dumps(raw, indent=1))
+    write_report(Path(args.report), raw)
+    print(f"report: {args.report}")
+
+
+def write_report(path, raw):
+    results, hold, ready, sizes = raw["results"], raw["hold"], raw["ready_ms"], raw["sizes"]
+    med = lambda v, w, f="throughput_per_second": median_of(results, v, w, f)
+    p99 = lambda v, w: statistics.median(r["latency_us"]["p99"] for r in results[v][w])
+    loss = lambda v, w: statistics.median(r["loss_ratio"] for r in results[v][w])
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `bench/run` (do not edit by hand; the analysis at the end comes from "
+        "`bench/notes.md`).",
+        "",
+        f"Machine: {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}; "
+        f"load generator (`inetsvc bench`) and servers share the cores, on loopback. "
+        f"{raw['repeat']} rounds of {raw['seconds']:g} s per measurement, server order rotated "
+        "every round; figures are medians.",
+        "",
+        "Variants: **A** inetsvc fully instrumented (metrics and per-connection spans); "
+        "**A'** a second instance of A, the A/A control: its ratio to A is the noise of this "
+        "run; **B** the same binaries with `metrics = false`, `tracing = false`; **X** Debian's "
+        "xinetd internal services.",
+        "",
+        "## Throughput (median per second) and ratios",
+        "",
+        "| workload | A | A' | B | X | A'/A (noise) | A/B | A/X |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for w in WORKLOADS:
+        a, a2, b, x = (med(v, w) for v in ("A", "A'", "B", "X"))
+        lines.append(f"| {w} | {a:,.0f} | {a2:,.0f} | {b:,.0f} | {x:,.0f} | "
+                     f"{ratio(a2, a):.3f} | {ratio(a, b):.3f} | {ratio(a, x):.2f} |")
+    cpu = lambda v, w: statistics.median(
+        r["server_cpu_us_per_request"] for r in results[v][w] if r.get("server_cpu_us_per_request"))
+    lines += ["", "## Server CPU per answer (median µs of CPU time per request)", "",
+              "Client and servers share two cores, so throughput partly measures the load "
+              "generator; CPU per answer is what each server itself costs.", "",
+              "| workload | A | A' | B | X | A/B | X/A |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for w in WORKLOADS:
+        a, a2, b, x = (cpu(v, w) for v in ("A", "A'", "B", "X"))
+        lines.append(f"| {w} | {a:.2f} | {a2:.2f} | {b:.2f} | {x:.2f} | {ratio(a, b):.3f} | {ratio(x, a):.2f} |")
+    lines += ["", "## Latency and loss", "",
+              "| measure | A | A' | B | X | A'/A (noise) | A/B |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for w in ("echo_tcp", "daytime_tcp", "time_tcp"):
+        a, a2, b, x = (p99(v, w) for v in ("A", "A'", "B", "X"))
+        lines.append(f"| {w} p99 µs | {a} | {a2} | {b} | {x} | {ratio(a2, a):.3f} | {ratio(a, b):.3f} |")
+    a, a2, b, x = (loss(v, "echo_udp") for v in ("A", "A'", "B", "X"))
+    lines.append(f"| echo_udp loss | {a:.4%} | {a2:.4%} | {b:.4%} | {x:.4%} | | |")
+    lines += ["", "Percentiles of every run (µs, ECHO over TCP, A):", "",
+              "| round | p50 | p90 | p99 | p99.9 | max |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for i, r in enumerate(results["A"]["echo_tcp"], 1):
+        l = r["latency_us"]
+        lines.append(f"| {i} | {l['p50']} | {l['p90']} | {l['p99']} | {l['p999']} | {l['max']} |")
+    lines += ["", f"## Memory at {hold['A']['held']:,} idle ECHO connections", "",
+              "| variant | RSS before (KiB) | RSS holding (KiB) | held | KiB per connection |",
+              "| --- | ---: | ---: | ---: | ---: |"]
+    for v in ("A", "B"):
+        h = hold[v]
+        per = f"{h['per_connection_kib']:.2f}" if h["per_connection_kib"] is not None else "n/a"
+        lines.append(f"| {v} | {h['rss_before_kib']:,} | {h['rss_held_kib']:,} | {h['held']:,} | {per} |")
+    lines += ["", "xinetd is not measured here: it forks a process per TCP ECHO connection.", "",
+              "## Start and size", "",
+              f"Start to ready (`/readyz` 200), median of 5: A {ready['A']:.1f} ms, B {ready['B']:.1f} ms.",
+              "", "| binary | bytes |", "| --- | ---: |"]
+    for binary, size in sizes.items():
+        lines.append(f"| {binary} | {size:,} |")
+
+    a_b = ratio(med("A", "echo_tcp"), med("B", "echo_tcp"))
+    a_x = ratio(med("A", "echo_tcp"), med("X", "echo_tcp"))
+    p99_ab = ratio(p99("A", "echo_tcp"), p99("B", "echo_tcp"))
+    day_x = ratio(med("A", "daytime_tcp"), med("X", "daytime_tcp"))
+    time_x = ratio(med("A", "time_tcp"), med("X", "time_tcp"))
+    per_conn = hold["A"]["per_connection_kib"]
+    noise = abs(1 - ratio(med("A'", "echo_tcp"), med("A", "echo_tcp")))
+    targets = [
+        ("ECHO TCP A ≥ 0.97 × B", a_b, a_b >= 0.97),
+        ("ECHO TCP A ≥ 1.15 × X", a_x, a_x >= 1.15),
+        ("ECHO TCP p99 A ≤ 1.10 × B", p99_ab, p99_ab <= 1.10),
+        ("ECHO UDP no loss at 16 flows (A)", loss("A", "echo_udp"), loss("A", "echo_udp") == 0),
+        ("DAYTIME connections/s A ≥ 1.2 × X", day_x, day_x >= 1.2),
+        ("TIME connections/s A ≥ 1.2 × X", time_x, time_x >= 1.2),
+        ("≤ 4 KiB RSS per idle connection (A)", per_conn or float("nan"),
+         per_conn is not None and per_conn <= 4),
+    ]
+    lines += ["", "## Targets", "",
+              f"The A/A control differs by {noise:.1%} on ECHO over TCP: a ratio within that "
+              "distance of its target is not a clear pass or miss.", "",
+              "| target | measured | met |", "| --- | ---: | --- |"]
+    for name, value, met in targets:
+        shown = f"{value:.3f}" if "loss" not in name else f"{value:.4%}"
+        lines.append(f"| {name} | {shown} | {'yes' if met else '**no**'} |")
+    notes = ROOT / "bench" / "notes.md"
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        for proc in STARTED:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
