@@ -69,7 +69,7 @@ pub const RUNTIME_KEYS: &[Key] = &[
     Key {
         name: "tracing",
         default: "true",
-        help: "Open one tracing span per TCP connection; `false` gives the uninstrumented baseline",
+        help: "Open one span per TCP connection (and sampled datagram), exported over OTLP when an endpoint is set; `false` gives the uninstrumented baseline",
     },
     Key {
         name: "max_connections",
@@ -223,6 +223,7 @@ pub struct Settings {
 fn resolved_keys(spec: &ServiceSpec) -> Vec<(Key, String)> {
     RUNTIME_KEYS
         .iter()
+        .chain(crate::telemetry::TRACE_KEYS)
         .chain(spec.keys)
         .map(|key| {
             let default = key

@@ -202,7 +202,8 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        tracing::Span::current().record("bytes_received", self.received);
-        tracing::Span::current().record("bytes_sent", self.sent);
+        let span = tracing::Span::current();
+        span.record("inetsvc.bytes_received", self.received);
+        span.record("inetsvc.bytes_sent", self.sent);
     }
 }

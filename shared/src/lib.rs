@@ -17,6 +17,7 @@ pub mod metrics;
 mod run;
 pub mod service;
 pub mod shutdown;
+pub mod telemetry;
 
 pub use clock::{Clock, SystemClock};
 pub use config::{ConfigError, Key, Settings};

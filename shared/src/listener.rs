@@ -23,6 +23,7 @@ use crate::conn::{Conn, ConnSettings};
 use crate::limits::{loop_guard, RateLimiter, RejectReason, SourceCounter};
 use crate::metrics::{ErrorKind, Meter};
 use crate::service::Service;
+use crate::telemetry::Sampler;
 
 /// Largest UDP payload: 65,535 minus the 8-byte UDP header (IPv6 without jumbograms); the
 /// IPv4 maximum, 65,507, fits too. Never truncate as inetd (4096) and xinetd (2048) do.
@@ -174,8 +175,11 @@ pub struct TcpServer<S> {
     pub caps: ConnectionCaps,
     /// Bound on a whole connection.
     pub max_connection_time: Duration,
-    /// Whether each connection gets a span.
-    pub spans: bool,
+    /// Which connections get a span, decided before the span is built.
+    pub spans: Sampler,
+    /// Whether spans are exported, so that their trace and span ids are worth recording
+    /// for the logs.
+    pub trace_ids: bool,
     /// The `service` name for spans.
     pub name: &'static str,
 }
@@ -223,15 +227,8 @@ impl<S: Service> TcpServer<S> {
         let service = Arc::clone(&self.service);
         let settings = self.conn.clone();
         let max_time = self.max_connection_time;
-        let span = if self.spans {
-            tracing::info_span!(
-                "connection",
-                service = self.name,
-                transport = "tcp",
-                peer = %peer,
-                bytes_received = tracing::field::Empty,
-                bytes_sent = tracing::field::Empty,
-            )
+        let span = if self.spans.sample() {
+            connection_span(self.name, &stream, peer, self.trace_ids)
         } else {
             tracing::Span::none()
         };
@@ -243,21 +240,71 @@ impl<S: Service> TcpServer<S> {
                 meter.request();
                 meter.connection_opened();
                 let conn = Conn::new(stream, peer, settings);
-                match tokio::time::timeout(max_time, service.serve_tcp(conn)).await {
-                    Ok(Ok(())) => {}
+                let outcome = match tokio::time::timeout(max_time, service.serve_tcp(conn)).await {
+                    Ok(Ok(())) => "ok",
                     Ok(Err(error)) => {
                         meter.error(error.kind());
                         tracing::debug!(%peer, %error, "connection ended early");
+                        error.kind().label()
                     }
                     Err(_) => {
                         meter.error(ErrorKind::MaxDuration);
                         tracing::debug!(%peer, "connection reached max_connection_time");
+                        ErrorKind::MaxDuration.label()
                     }
-                }
+                };
+                tracing::Span::current().record("inetsvc.outcome", outcome);
+                tracing::debug!(outcome, "connection closed");
                 meter.connection_closed(started.elapsed());
             }
             .instrument(span),
         );
+    }
+}
+
+/// The span of one TCP connection, with OpenTelemetry semantic-convention attributes
+/// (server side, transport, ports, client address); bytes and outcome are recorded when
+/// it ends. With `trace_ids`, the OpenTelemetry ids are copied into fields so that JSON
+/// log lines inside the connection carry them.
+fn connection_span(
+    service: &'static str,
+    stream: &TcpStream,
+    peer: SocketAddr,
+    trace_ids: bool,
+) -> tracing::Span {
+    let server_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
+    let span = tracing::info_span!(
+        "connection",
+        otel.kind = "server",
+        inetsvc.service = service,
+        network.transport = "tcp",
+        network.type = if peer.is_ipv4() { "ipv4" } else { "ipv6" },
+        server.port = server_port,
+        client.address = %peer.ip(),
+        client.port = peer.port(),
+        inetsvc.bytes_received = tracing::field::Empty,
+        inetsvc.bytes_sent = tracing::field::Empty,
+        inetsvc.outcome = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    if trace_ids {
+        record_trace_ids(&span);
+    }
+    span
+}
+
+/// Copies the OpenTelemetry trace and span ids of `span` into its `trace_id` and
+/// `span_id` fields.
+fn record_trace_ids(span: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = span.context();
+    let otel = context.span();
+    let ids = otel.span_context();
+    if ids.is_valid() {
+        span.record("trace_id", tracing::field::display(ids.trace_id()));
+        span.record("span_id", tracing::field::display(ids.span_id()));
     }
 }
 
@@ -285,6 +332,10 @@ pub struct UdpServer<S> {
     pub own_ports: Arc<[u16]>,
     /// Rate limits shared by the service's UDP sockets.
     pub limiter: Arc<Mutex<RateLimiter>>,
+    /// Which datagrams get a span, decided before the span is built (default: none).
+    pub spans: Sampler,
+    /// The `service` name for spans.
+    pub name: &'static str,
 }
 
 impl<S: Service> UdpServer<S> {
@@ -331,10 +382,30 @@ impl<S: Service> UdpServer<S> {
             }
             self.meter.request();
             reply.clear();
-            self.service
-                .answer_datagram(&request[..len], self.clock.now(), &mut reply);
+            let span = if self.spans.sample() {
+                tracing::info_span!(
+                    "datagram",
+                    otel.kind = "server",
+                    inetsvc.service = self.name,
+                    network.transport = "udp",
+                    server.port = self.own_ports.first().copied().unwrap_or(0),
+                    client.address = %source.ip(),
+                    client.port = source.port(),
+                    inetsvc.bytes_received = len,
+                    inetsvc.bytes_sent = tracing::field::Empty,
+                )
+            } else {
+                tracing::Span::none()
+            };
+            span.in_scope(|| {
+                self.service
+                    .answer_datagram(&request[..len], self.clock.now(), &mut reply)
+            });
             match self.socket.send_to(&reply, source).await {
-                Ok(sent) => self.meter.sent(sent),
+                Ok(sent) => {
+                    self.meter.sent(sent);
+                    span.record("inetsvc.bytes_sent", sent);
+                }
                 Err(error) => {
                     self.meter.error(ErrorKind::Send);
                     tracing::debug!(%source, %error, "send failed");

@@ -107,6 +107,12 @@ pub struct Metrics {
     rejected: IntCounterVec,
     dropped: IntCounterVec,
     errors: IntCounterVec,
+    /// The connection cap in force, so that dashboards and alerts can show "near the cap".
+    connections_max: IntGaugeVec,
+    /// Spans the OTLP collector accepted.
+    spans_exported: IntCounterVec,
+    /// Spans dropped, by reason (`queue_full`, `export_failed`).
+    spans_dropped: IntCounterVec,
 }
 
 /// Registers `collector` in `registry`. Names are compile-time constants registered once,
@@ -192,6 +198,39 @@ impl Metrics {
             )
             .expect("valid metric definition"),
         );
+        let connections_max = register(
+            &registry,
+            IntGaugeVec::new(
+                opts(
+                    "inetsvc_connections_max",
+                    "TCP connection cap in force (max_connections, lowered to fit the open-file limit).",
+                ),
+                labels,
+            )
+            .expect("valid metric definition"),
+        );
+        let spans_exported = register(
+            &registry,
+            IntCounterVec::new(
+                opts(
+                    "inetsvc_trace_spans_exported_total",
+                    "Trace spans accepted by the OTLP collector.",
+                ),
+                &["service"],
+            )
+            .expect("valid metric definition"),
+        );
+        let spans_dropped = register(
+            &registry,
+            IntCounterVec::new(
+                opts(
+                    "inetsvc_trace_spans_dropped_total",
+                    "Trace spans dropped: export queue full, or export failed.",
+                ),
+                &["service", "reason"],
+            )
+            .expect("valid metric definition"),
+        );
         let build_info = register(
             &registry,
             IntGaugeVec::new(
@@ -218,6 +257,31 @@ impl Metrics {
             rejected,
             dropped,
             errors,
+            connections_max,
+            spans_exported,
+            spans_dropped,
+        }
+    }
+
+    /// Publishes the TCP connection cap in force.
+    pub fn set_connection_cap(&self, cap: usize) {
+        self.connections_max
+            .with_label_values(&[self.service, Transport::Tcp.label()])
+            .set(cap as i64);
+    }
+
+    /// Counters for the trace exporter, created at zero.
+    pub fn span_counters(&self) -> crate::telemetry::SpanCounters {
+        crate::telemetry::SpanCounters {
+            exported: Some(self.spans_exported.with_label_values(&[self.service])),
+            dropped_queue_full: Some(
+                self.spans_dropped
+                    .with_label_values(&[self.service, "queue_full"]),
+            ),
+            dropped_export_failed: Some(
+                self.spans_dropped
+                    .with_label_values(&[self.service, "export_failed"]),
+            ),
         }
     }
 

@@ -1,5 +1,6 @@
 //! A service's whole life: load the configuration, bind, serve, drain, exit.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,7 @@ use crate::logging;
 use crate::metrics::{Meter, Metrics, Transport};
 use crate::service::{Service, ServiceSpec};
 use crate::shutdown::{self, Phase, Readiness};
+use crate::telemetry::{self, Sampler, TraceConfig};
 
 /// The version every binary reports: the workspace version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -49,7 +51,8 @@ pub fn run<S: Service>(
         eprintln!("{}: {error}", spec.binary);
         EXIT_CONFIG
     };
-    let (mode, settings) = match config::load(spec, args, env) {
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let (mode, settings) = match config::load(spec, args, env.iter().cloned()) {
         Ok(loaded) => loaded,
         Err(LoadError::Cli(error)) => {
             let _ = error.print();
@@ -59,6 +62,11 @@ pub fn run<S: Service>(
     };
     let config = match RuntimeConfig::from_settings(&settings) {
         Ok(config) => config,
+        Err(error) => return fail(error),
+    };
+    let env: HashMap<String, String> = env.into_iter().collect();
+    let traces = match TraceConfig::from_settings(&settings, &env) {
+        Ok(traces) => traces,
         Err(error) => return fail(error),
     };
     let service = match S::from_settings(&settings) {
@@ -78,7 +86,6 @@ pub fn run<S: Service>(
             }
         },
         Mode::Serve => {
-            logging::init(&config);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -89,7 +96,7 @@ pub fn run<S: Service>(
                     return 1;
                 }
             };
-            let code = runtime.block_on(serve(spec, config, service));
+            let code = runtime.block_on(serve(spec, config, traces, env, service));
             // Connection tasks cut at the deadline must not hold the exit.
             runtime.shutdown_timeout(Duration::from_millis(100));
             code
@@ -133,14 +140,59 @@ fn addresses<'a>(sockets: impl Iterator<Item = std::io::Result<SocketAddr>> + 'a
         .join(" ")
 }
 
-async fn serve<S: Service>(spec: &ServiceSpec, config: RuntimeConfig, service: S) -> i32 {
-    let bound = match bind_all(&config) {
-        Ok(bound) => bound,
+async fn serve<S: Service>(
+    spec: &ServiceSpec,
+    config: RuntimeConfig,
+    traces: TraceConfig,
+    env: HashMap<String, String>,
+    service: S,
+) -> i32 {
+    let metrics = config.metrics.then(|| Metrics::new(spec.name, VERSION));
+    let counters = metrics
+        .as_ref()
+        .map(Metrics::span_counters)
+        .unwrap_or_default();
+    // Spans are exported only with tracing on and an endpoint configured.
+    let provider = if config.tracing {
+        match telemetry::provider(&traces, spec.name, VERSION, &env, counters) {
+            Ok(provider) => provider,
+            Err(error) => {
+                eprintln!("{}: {error}", spec.binary);
+                return EXIT_CONFIG;
+            }
+        }
+    } else {
+        None
+    };
+    logging::init(&config, provider.as_ref());
+    let code = match bind_all(&config) {
+        Ok(bound) => {
+            let exporting = provider.is_some();
+            serve_until_signal(spec, &config, &traces, exporting, metrics, bound, service).await
+        }
         Err(error) => {
             eprintln!("{}: {error}", spec.binary);
-            return EXIT_CONFIG;
+            EXIT_CONFIG
         }
     };
+    if let Some(provider) = provider {
+        telemetry::shutdown(provider).await;
+    }
+    if code != EXIT_CONFIG {
+        tracing::info!("stopped");
+    }
+    code
+}
+
+async fn serve_until_signal<S: Service>(
+    spec: &ServiceSpec,
+    config: &RuntimeConfig,
+    traces: &TraceConfig,
+    exporting: bool,
+    metrics: Option<Metrics>,
+    bound: Bound,
+    service: S,
+) -> i32 {
     let max_connections = match limits::raise_fd_limit() {
         Some(fd_limit) => {
             let cap = limits::connection_cap(config.max_connections, fd_limit);
@@ -156,8 +208,10 @@ async fn serve<S: Service>(spec: &ServiceSpec, config: RuntimeConfig, service: S
         }
         None => config.max_connections,
     };
+    if let Some(metrics) = &metrics {
+        metrics.set_connection_cap(max_connections);
+    }
     let readiness = Readiness::new();
-    let metrics = config.metrics.then(|| Metrics::new(spec.name, VERSION));
     let meter = |transport| match &metrics {
         Some(metrics) => metrics.transport(transport),
         None => Meter::off(),
@@ -200,7 +254,12 @@ async fn serve<S: Service>(spec: &ServiceSpec, config: RuntimeConfig, service: S
                 conn: conn.clone(),
                 caps: caps.clone(),
                 max_connection_time: config.max_connection_time,
-                spans: config.tracing,
+                spans: if config.tracing {
+                    Sampler::new(traces.tcp_ratio)
+                } else {
+                    Sampler::never()
+                },
+                trace_ids: exporting,
                 name: spec.name,
             };
             loops.push(tokio::spawn(
@@ -231,6 +290,12 @@ async fn serve<S: Service>(spec: &ServiceSpec, config: RuntimeConfig, service: S
                 loop_guard: config.udp_loop_guard,
                 own_ports: Arc::clone(&own_ports),
                 limiter: Arc::clone(&limiter),
+                spans: if config.tracing {
+                    Sampler::new(traces.udp_ratio)
+                } else {
+                    Sampler::never()
+                },
+                name: spec.name,
             };
             loops.push(tokio::spawn(server.run(stop_accepting.clone())));
         }
@@ -241,6 +306,7 @@ async fn serve<S: Service>(spec: &ServiceSpec, config: RuntimeConfig, service: S
         service = spec.name,
         version = VERSION,
         tcp = %tcp_addresses,
+        traces = exporting,
         udp = %udp_addresses,
         admin = %admin_addresses,
         metrics = config.metrics,
@@ -279,6 +345,5 @@ async fn serve<S: Service>(spec: &ServiceSpec, config: RuntimeConfig, service: S
     if let Some(admin) = admin {
         let _ = tokio::time::timeout(ADMIN_CLOSE, admin).await;
     }
-    tracing::info!("stopped");
     code
 }

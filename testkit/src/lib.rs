@@ -5,6 +5,8 @@
 //! Every process a test starts is stopped by its PID when the [`Server`] is dropped; no
 //! test ever stops anything by name.
 
+pub mod otlp;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -42,6 +44,25 @@ impl Server {
         Server::start_under(&[], binary, args)
     }
 
+    /// Like [`Server::start`], with these environment variables (the rest is cleared).
+    pub fn start_with_env(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut full = vec![
+            "--tcp-listen",
+            &listen,
+            "--udp-listen",
+            &listen,
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+        ];
+        full.extend_from_slice(args);
+        Server::spawn(binary, &full, env)
+    }
+
     /// Like [`Server::start`], run through `wrapper` (a program that execs its arguments,
     /// such as `prlimit --nofile=100:100`), so the PID is still the service's.
     pub fn start_under(wrapper: &[&str], binary: &str, args: &[&str]) -> Server {
@@ -71,9 +92,14 @@ impl Server {
     /// Starts `binary` with exactly `args` (which must select JSON logs) and waits for its
     /// `serving` line.
     pub fn start_exact(binary: &str, args: &[&str]) -> Server {
+        Server::spawn(binary, args, &[])
+    }
+
+    fn spawn(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(binary)
             .args(args)
             .env_clear()
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -52,7 +52,8 @@ fn emfile_backs_off_without_spinning_and_recovers() {
         },
         caps: ConnectionCaps::new(100_000, 100_000),
         max_connection_time: Duration::from_secs(600),
-        spans: false,
+        spans: inetsvc_runtime::telemetry::Sampler::never(),
+        trace_ids: false,
         name: "test",
     };
     let stop = CancellationToken::new();
