@@ -18,7 +18,9 @@ PID. Traffic goes to 127.0.0.1 only.
 """
 
 import argparse
+import http.server
 import json
+import threading
 import os
 import platform
 import socket
@@ -85,6 +87,27 @@ def start_inetsvc(extra):
         wait_ready(admin)
         servers[name] = (port, proc.pid, admin)
     return servers
+
+
+class Sink(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP collector that accepts every export and keeps nothing."""
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def start_sink():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def start_xinetd(workdir):
@@ -213,12 +236,25 @@ def main():
         "B": start_inetsvc(["--metrics", "false", "--tracing", "false"]),
         "X": start_xinetd(workdir),
     }
+    # Tracing cost, on ECHO over TCP (few long connections, the issue's figure) and TIME
+    # connections (one span per request, the worst case): every connection traced and exported to a
+    # collector (T), every connection traced with the collector down (D), against the
+    # same metrics with tracing off (N).
+    down = f"http://127.0.0.1:{free_port()}"
+    traced = {
+        "N": start_inetsvc(["--tracing", "false"]),
+        "T": start_inetsvc(["--otlp-endpoint", start_sink(), "--trace-sample-ratio", "1"]),
+        "D": start_inetsvc(["--otlp-endpoint", down, "--trace-sample-ratio", "1"]),
+    }
+    variants.update(traced)
     order = list(variants)
     results = {v: {w: [] for w in WORKLOADS} for v in variants}
     for rep in range(args.repeat):
         rotated = order[rep % len(order):] + order[:rep % len(order)]
         for workload, (service, mode, extra) in WORKLOADS.items():
             for variant in rotated:
+                if variant in traced and workload not in ("echo_tcp", "time_tcp"):
+                    continue
                 port, pid, _ = variants[variant][service]
                 cpu = cpu_seconds(pid)
                 report = bench(port, mode, args.seconds, extra)
@@ -281,6 +317,18 @@ def write_report(path, raw):
     for w in WORKLOADS:
         a, a2, b, x = (cpu(v, w) for v in ("A", "A'", "B", "X"))
         lines.append(f"| {w} | {a:.2f} | {a2:.2f} | {b:.2f} | {x:.2f} | {ratio(a, b):.3f} | {ratio(x, a):.2f} |")
+    t, d, n = (med(v, "echo_tcp") for v in ("T", "D", "N"))
+    lines += ["", "## Tracing cost", "",
+              "Every connection traced: **T** exported to a collector that accepts every export, "
+              "**D** with the collector down; **N** the same metrics with tracing off. ECHO over "
+              "TCP runs 16 long connections (one span each, many messages); TIME runs one "
+              "connection, hence one span, per request: the worst case.", "",
+              "| workload | N /s | T /s | D /s | T/N | D/N | p99 N µs | p99 T µs | p99 D µs |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for w in ("echo_tcp", "time_tcp"):
+        tn, tt, td = (med(v, w) for v in ("N", "T", "D"))
+        lines.append(f"| {w} | {tn:,.0f} | {tt:,.0f} | {td:,.0f} | {ratio(tt, tn):.3f} | "
+                     f"{ratio(td, tn):.3f} | {p99('N', w)} | {p99('T', w)} | {p99('D', w)} |")
     lines += ["", "## Latency and loss", "",
               "| measure | A | A' | B | X | A'/A (noise) | A/B |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -324,6 +372,8 @@ def write_report(path, raw):
         ("TIME connections/s A ≥ 1.2 × X", time_x, time_x >= 1.2),
         ("≤ 4 KiB RSS per idle connection (A)", per_conn or float("nan"),
          per_conn is not None and per_conn <= 4),
+        ("ECHO TCP traced T ≥ 0.90 × N", ratio(t, n), ratio(t, n) >= 0.90),
+        ("ECHO TCP collector down D ≥ 0.95 × N", ratio(d, n), ratio(d, n) >= 0.95),
     ]
     lines += ["", "## Targets", "",
               f"The A/A control differs by {noise:.1%} on ECHO over TCP: a ratio within that "

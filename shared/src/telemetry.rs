@@ -303,6 +303,17 @@ struct CountingProcessor<P> {
     capacity: u64,
 }
 
+impl<P> CountingProcessor<P> {
+    fn new(inner: P, counters: &SpanCounters, queue: &Arc<Queue>, config: &TraceConfig) -> Self {
+        CountingProcessor {
+            inner,
+            counters: counters.clone(),
+            queue: Arc::clone(queue),
+            capacity: config.queue_size as u64,
+        }
+    }
+}
+
 impl<P: SpanProcessor> SpanProcessor for CountingProcessor<P> {
     fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
         self.inner.on_start(span, cx);
@@ -381,6 +392,11 @@ pub fn provider(
         .with_scheduled_delay(Duration::from_secs(1))
         .build();
     let builder = SdkTracerProvider::builder().with_resource(resource(service, version, env));
+    let counted = |exporter| CountingExporter {
+        inner: exporter,
+        counters: counters.clone(),
+        queue: Arc::clone(&queue),
+    };
     let provider = match config.protocol {
         // The blocking HTTP client runs on the batch processor's own thread.
         Protocol::HttpProtobuf => {
@@ -391,20 +407,12 @@ pub fn provider(
                 .with_headers(HashMap::new())
                 .build()
                 .map_err(|e| format!("otlp_endpoint: {e}"))?;
-            let exporter = CountingExporter {
-                inner: exporter,
-                counters: counters.clone(),
-                queue: Arc::clone(&queue),
-            };
-            let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
-                .with_batch_config(batch)
-                .build();
-            builder.with_span_processor(CountingProcessor {
-                inner: processor,
-                counters,
-                queue,
-                capacity: config.queue_size as u64,
-            })
+            let processor =
+                opentelemetry_sdk::trace::BatchSpanProcessor::builder(counted(exporter))
+                    .with_batch_config(batch)
+                    .build();
+            builder
+                .with_span_processor(CountingProcessor::new(processor, &counters, &queue, config))
         }
         // tonic needs the tokio reactor: the batch processor runs as a tokio task.
         Protocol::Grpc => {
@@ -414,24 +422,15 @@ pub fn provider(
                 .with_timeout(config.timeout)
                 .build()
                 .map_err(|e| format!("otlp_endpoint: {e}"))?;
-            let exporter = CountingExporter {
-                inner: exporter,
-                counters: counters.clone(),
-                queue: Arc::clone(&queue),
-            };
             let processor =
                 opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
-                    exporter,
+                    counted(exporter),
                     opentelemetry_sdk::runtime::Tokio,
                 )
                 .with_batch_config(batch)
                 .build();
-            builder.with_span_processor(CountingProcessor {
-                inner: processor,
-                counters,
-                queue,
-                capacity: config.queue_size as u64,
-            })
+            builder
+                .with_span_processor(CountingProcessor::new(processor, &counters, &queue, config))
         }
     };
     Ok(Some(provider.build()))

@@ -30,6 +30,23 @@ pub struct Server {
     log: Arc<Mutex<Vec<String>>>,
 }
 
+/// Flags serving TCP and UDP on `listen` (one port for both transports, as a real
+/// deployment has), admin on a kernel-chosen port, with JSON debug logs.
+fn loopback_args(listen: &str) -> Vec<&str> {
+    vec![
+        "--tcp-listen",
+        listen,
+        "--udp-listen",
+        listen,
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--log-level",
+        "debug",
+    ]
+}
+
 fn parse_list(text: &str) -> Vec<SocketAddr> {
     text.split_whitespace()
         .map(|a| a.parse().expect("address in startup line"))
@@ -47,18 +64,7 @@ impl Server {
     /// Like [`Server::start`], with these environment variables (the rest is cleared).
     pub fn start_with_env(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let listen = format!("127.0.0.1:{}", free_port());
-        let mut full = vec![
-            "--tcp-listen",
-            &listen,
-            "--udp-listen",
-            &listen,
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--log-level",
-            "debug",
-        ];
+        let mut full = loopback_args(&listen);
         full.extend_from_slice(args);
         Server::spawn(binary, &full, env)
     }
@@ -66,22 +72,10 @@ impl Server {
     /// Like [`Server::start`], run through `wrapper` (a program that execs its arguments,
     /// such as `prlimit --nofile=100:100`), so the PID is still the service's.
     pub fn start_under(wrapper: &[&str], binary: &str, args: &[&str]) -> Server {
-        // One port for both transports, as a real deployment has.
         let listen = format!("127.0.0.1:{}", free_port());
         let mut full: Vec<&str> = wrapper.iter().skip(1).copied().collect();
         full.push(binary);
-        full.extend_from_slice(&[
-            "--tcp-listen",
-            &listen,
-            "--udp-listen",
-            &listen,
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--log-level",
-            "debug",
-        ]);
+        full.extend(loopback_args(&listen));
         full.extend_from_slice(args);
         match wrapper.first() {
             Some(program) => Server::start_exact(program, &full),
