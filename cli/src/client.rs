@@ -318,14 +318,23 @@ pub fn check_echo(sent: &[u8], reply: &Reply) -> Result<(), ClientError> {
     })
 }
 
+/// What to send to ask DAYTIME or TIME: nothing over TCP; over UDP, where any datagram is
+/// a request, one newline rather than an empty datagram, which the RFCs allow but some
+/// relays (Docker's userland proxy among them) silently drop.
+fn question(transport: Transport) -> &'static [u8] {
+    match transport {
+        Transport::Tcp => b"",
+        Transport::Udp => b"\n",
+    }
+}
+
 /// DAYTIME (RFC 867): the answer line, without its line ending.
 pub fn daytime(
     target: &Target,
     transport: Transport,
     options: &Options,
 ) -> Result<(String, Reply), ClientError> {
-    // Over UDP the request's content is ignored; an empty datagram is a valid request.
-    let reply = exchange(target, transport, b"", options)?;
+    let reply = exchange(target, transport, question(transport), options)?;
     let line = daytime_line(&reply)?;
     Ok((line, reply))
 }
@@ -354,7 +363,7 @@ pub fn time(
     transport: Transport,
     options: &Options,
 ) -> Result<(SystemTime, Reply), ClientError> {
-    let reply = exchange(target, transport, b"", options)?;
+    let reply = exchange(target, transport, question(transport), options)?;
     let bytes: [u8; 4] =
         reply
             .bytes
