@@ -217,8 +217,13 @@ fn an_idle_connection_is_closed_after_the_idle_timeout() {
     );
 }
 
-/// True when the server refused `stream`: reset or closed without echoing.
-fn refused(mut stream: TcpStream) -> bool {
+/// True when the server refused the connection: reset (possibly before the connect call
+/// even returned) or closed without echoing.
+fn refused(connected: std::io::Result<TcpStream>) -> bool {
+    let mut stream = match connected {
+        Ok(stream) => stream,
+        Err(error) => return error.kind() == ErrorKind::ConnectionReset,
+    };
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -242,7 +247,7 @@ fn a_client_beyond_the_global_cap_is_refused_and_counted_while_others_are_served
     let mut first = TcpStream::connect(server.tcp()).unwrap();
     let mut second = TcpStream::connect(server.tcp()).unwrap();
     assert!(echoes(&mut first) && echoes(&mut second));
-    assert!(refused(TcpStream::connect(server.tcp()).unwrap()));
+    assert!(refused(TcpStream::connect(server.tcp())));
     assert_eq!(
         server.metric("inetsvc_connections_rejected_total{reason=\"global_cap\",service=\"echo\",transport=\"tcp\"}"),
         1.0
@@ -262,11 +267,11 @@ fn a_client_beyond_the_global_cap_is_refused_and_counted_while_others_are_served
 #[test]
 fn a_source_beyond_its_cap_is_refused_while_other_sources_are_served() {
     let server = Server::start(ECHOD, &["--max-connections-per-source", "1"]);
-    let from = |ip: &str| connect_from(format!("{ip}:0").parse().unwrap(), server.tcp()).unwrap();
-    let mut first = from("127.0.0.1");
+    let from = |ip: &str| connect_from(format!("{ip}:0").parse().unwrap(), server.tcp());
+    let mut first = from("127.0.0.1").unwrap();
     assert!(echoes(&mut first));
     assert!(refused(from("127.0.0.1")));
-    let mut other = from("127.0.0.2");
+    let mut other = from("127.0.0.2").unwrap();
     assert!(echoes(&mut other));
     assert_eq!(
         server.metric("inetsvc_connections_rejected_total{reason=\"per_source_cap\",service=\"echo\",transport=\"tcp\"}"),
@@ -396,7 +401,7 @@ fn metrics_pass_promtool_after_traffic() {
     let server = Server::start(ECHOD, &["--max-connections", "1"]);
     let mut held = TcpStream::connect(server.tcp()).unwrap();
     assert!(echoes(&mut held));
-    assert!(refused(TcpStream::connect(server.tcp()).unwrap()));
+    assert!(refused(TcpStream::connect(server.tcp())));
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp_exchange(&client, server.udp(), b"metrics").unwrap();
     let (status, body) = server.get("/metrics");
@@ -452,7 +457,7 @@ fn a_low_open_file_limit_lowers_the_cap_and_keeps_metrics_reachable() {
         assert!(echoes(stream));
     }
     for _ in 0..30 {
-        assert!(refused(TcpStream::connect(server.tcp()).unwrap()));
+        assert!(refused(TcpStream::connect(server.tcp())));
     }
     let before = cpu_seconds(server.pid());
     std::thread::sleep(Duration::from_secs(1));
