@@ -72,6 +72,16 @@ pub const RUNTIME_KEYS: &[Key] = &[
         help: "Open one span per TCP connection (and sampled datagram), exported over OTLP when an endpoint is set; `false` gives the uninstrumented baseline",
     },
     Key {
+        name: "tcp_concurrency",
+        default: "concurrent",
+        help: "Server design for TCP (book ch. 8-13): `iterative`, `concurrent` (a task per connection), `threaded` (a thread per connection) or `single-thread` (one readiness-driven thread)",
+    },
+    Key {
+        name: "udp_concurrency",
+        default: "iterative",
+        help: "Server design for UDP: `iterative` (answer each datagram in turn) or `concurrent` (a task per datagram)",
+    },
+    Key {
         name: "max_connections",
         default: "4096",
         help: "Most TCP connections served at once; more are refused and counted",
@@ -537,7 +547,11 @@ pub struct RuntimeConfig {
     pub metrics: bool,
     /// Whether each TCP connection gets a span.
     pub tracing: bool,
-    /// Global TCP connection cap.
+    /// How TCP connections are scheduled.
+    pub tcp_concurrency: crate::concurrency::TcpConcurrency,
+    /// How datagrams are scheduled.
+    pub udp_concurrency: crate::concurrency::UdpConcurrency,
+    /// Global TCP connection cap (and UDP datagrams in flight, when concurrent).
     pub max_connections: usize,
     /// Per-source-IP TCP connection cap.
     pub max_connections_per_source: usize,
@@ -604,6 +618,10 @@ impl RuntimeConfig {
             log_level,
             metrics: settings.flag("metrics")?,
             tracing: settings.flag("tracing")?,
+            tcp_concurrency: settings
+                .parse("tcp_concurrency", crate::concurrency::TcpConcurrency::parse)?,
+            udp_concurrency: settings
+                .parse("udp_concurrency", crate::concurrency::UdpConcurrency::parse)?,
             max_connections: settings.number("max_connections", 1, 1 << 20)? as usize,
             max_connections_per_source: settings.number("max_connections_per_source", 1, 1 << 20)?
                 as usize,

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod clock;
+pub mod concurrency;
 pub mod config;
 pub mod conn;
 pub mod healthcheck;

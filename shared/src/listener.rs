@@ -5,6 +5,7 @@
 //! spins a core. The UDP loop is the book's iterative connectionless server (ch. 9) with the
 //! loop guard and rate limits in front of the service.
 
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::concurrency::{TcpConcurrency, UdpConcurrency};
 use crate::config::ConfigError;
 use crate::conn::{Conn, ConnSettings};
 use crate::limits::{loop_guard, RateLimiter, RejectReason, SourceCounter};
@@ -182,6 +184,8 @@ pub struct TcpServer<S> {
     pub trace_ids: bool,
     /// The `service` name for spans.
     pub name: &'static str,
+    /// How connections are scheduled (book ch. 8-13).
+    pub concurrency: TcpConcurrency,
 }
 
 impl<S: Service> TcpServer<S> {
@@ -197,7 +201,9 @@ impl<S: Service> TcpServer<S> {
             match accepted {
                 Ok((stream, peer)) => {
                     backoff.reset();
-                    self.admit(stream, peer, &tracker);
+                    if let Some(connection) = self.admit(stream, peer) {
+                        self.schedule(connection, &tracker).await;
+                    }
                 }
                 Err(error) if is_connection_error(&error) => {}
                 Err(error) => {
@@ -214,14 +220,56 @@ impl<S: Service> TcpServer<S> {
         }
     }
 
-    /// Applies the caps and spawns the connection's task, or refuses it with a reset.
-    fn admit(&self, stream: TcpStream, peer: SocketAddr, tracker: &TaskTracker) {
+    /// Runs one admitted connection the way the configured design says: the one place
+    /// where the server designs differ.
+    async fn schedule(
+        &self,
+        connection: impl Future<Output = ()> + Send + 'static,
+        tracker: &TaskTracker,
+    ) {
+        match self.concurrency {
+            // Book §8.13: serve this client to its end before accepting another. The
+            // connection's own timeouts bound how long a stuck client holds the others.
+            TcpConcurrency::Iterative => tracker.track_future(connection).await,
+            // Book ch. 11 and 13: a task per connection, on many threads or on one.
+            TcpConcurrency::Concurrent | TcpConcurrency::SingleThread => {
+                tracker.spawn(connection);
+            }
+            // Book ch. 12: an OS thread per connection, blocking on its work; its I/O
+            // and timers are still driven by the runtime.
+            TcpConcurrency::Threaded => {
+                let runtime = tokio::runtime::Handle::current();
+                let token = tracker.token();
+                let spawned = std::thread::Builder::new()
+                    .name("connection".into())
+                    .stack_size(256 * 1024)
+                    .spawn(move || {
+                        runtime.block_on(connection);
+                        drop(token);
+                    });
+                if let Err(error) = spawned {
+                    // The connection (moved into the closure) is closed with it.
+                    self.conn.meter.error(ErrorKind::Accept);
+                    tracing::warn!(%error, "cannot start a connection thread; connection closed");
+                }
+            }
+        }
+    }
+
+    /// Applies the caps and returns the connection's work, or refuses it with a reset.
+    fn admit(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let meter = &self.conn.meter;
         let Ok(permit) = self.caps.global.clone().try_acquire_owned() else {
-            return refuse(stream, meter, RejectReason::GlobalCap);
+            refuse(stream, meter, RejectReason::GlobalCap);
+            return None;
         };
         let Some(slot) = self.caps.per_source.try_acquire(peer.ip()) else {
-            return refuse(stream, meter, RejectReason::PerSourceCap);
+            refuse(stream, meter, RejectReason::PerSourceCap);
+            return None;
         };
         let _ = stream.set_nodelay(true);
         let service = Arc::clone(&self.service);
@@ -232,7 +280,7 @@ impl<S: Service> TcpServer<S> {
         } else {
             tracing::Span::none()
         };
-        tracker.spawn(
+        Some(
             async move {
                 let _held = (permit, slot);
                 let meter = settings.meter.clone();
@@ -258,7 +306,7 @@ impl<S: Service> TcpServer<S> {
                 meter.connection_closed(started.elapsed());
             }
             .instrument(span),
-        );
+        )
     }
 }
 
@@ -318,8 +366,8 @@ fn refuse(stream: TcpStream, meter: &Meter, reason: RejectReason) {
 
 /// Everything a UDP receive loop needs.
 pub struct UdpServer<S> {
-    /// The bound socket.
-    pub socket: UdpSocket,
+    /// The bound socket, shared with the datagram tasks in the concurrent design.
+    pub socket: Arc<UdpSocket>,
     /// The protocol.
     pub service: Arc<S>,
     /// Counters.
@@ -336,12 +384,18 @@ pub struct UdpServer<S> {
     pub spans: Sampler,
     /// The `service` name for spans.
     pub name: &'static str,
+    /// How datagrams are scheduled.
+    pub concurrency: UdpConcurrency,
+    /// Datagrams answered at once in the concurrent design; reading waits when all are
+    /// taken, so the kernel's buffer (not our memory) absorbs a burst.
+    pub in_flight: Arc<Semaphore>,
 }
 
 impl<S: Service> UdpServer<S> {
-    /// Answers datagrams until `stop` is cancelled. One buffer for requests and one for
-    /// replies, reused: no allocation per datagram.
-    pub async fn run(self, stop: CancellationToken) {
+    /// Answers datagrams until `stop` is cancelled; datagram tasks (concurrent design) go
+    /// into `tracker`. Iterative: one buffer for requests and one for replies, reused, no
+    /// allocation per datagram.
+    pub async fn run(self, stop: CancellationToken, tracker: TaskTracker) {
         let mut request = vec![0u8; MAX_DATAGRAM + 1];
         let mut reply = Vec::with_capacity(MAX_DATAGRAM);
         let mut backoff = Backoff::new();
@@ -381,35 +435,86 @@ impl<S: Service> UdpServer<S> {
                 continue;
             }
             self.meter.request();
-            reply.clear();
-            let span = if self.spans.sample() {
-                tracing::info_span!(
-                    "datagram",
-                    otel.kind = "server",
-                    inetsvc.service = self.name,
-                    network.transport = "udp",
-                    server.port = self.own_ports.first().copied().unwrap_or(0),
-                    client.address = %source.ip(),
-                    client.port = source.port(),
-                    inetsvc.bytes_received = len,
-                    inetsvc.bytes_sent = tracing::field::Empty,
-                )
-            } else {
-                tracing::Span::none()
+            let span = self.datagram_span(source, len);
+            let now = self.clock.now();
+            let answerer = Answerer {
+                service: Arc::clone(&self.service),
+                socket: Arc::clone(&self.socket),
+                meter: self.meter.clone(),
             };
-            span.in_scope(|| {
-                self.service
-                    .answer_datagram(&request[..len], self.clock.now(), &mut reply)
-            });
-            match self.socket.send_to(&reply, source).await {
-                Ok(sent) => {
-                    self.meter.sent(sent);
-                    span.record("inetsvc.bytes_sent", sent);
+            match self.concurrency {
+                // Book ch. 9: answer this datagram before reading the next; one reply
+                // buffer, reused.
+                UdpConcurrency::Iterative => {
+                    reply.clear();
+                    answerer
+                        .answer(&request[..len], now, source, &span, &mut reply)
+                        .await;
                 }
-                Err(error) => {
-                    self.meter.error(ErrorKind::Send);
-                    tracing::debug!(%source, %error, "send failed");
+                // A task per datagram, at most `in_flight` at once: the request is
+                // copied, as the receive buffer is reused at once.
+                UdpConcurrency::Concurrent => {
+                    let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
+                        break;
+                    };
+                    let request = request[..len].to_vec();
+                    tracker.spawn(async move {
+                        let _permit = permit;
+                        let mut reply = Vec::new();
+                        answerer
+                            .answer(&request, now, source, &span, &mut reply)
+                            .await;
+                    });
                 }
+            }
+        }
+    }
+
+    /// The span of one datagram, if sampled.
+    fn datagram_span(&self, source: SocketAddr, len: usize) -> tracing::Span {
+        if !self.spans.sample() {
+            return tracing::Span::none();
+        }
+        tracing::info_span!(
+            "datagram",
+            otel.kind = "server",
+            inetsvc.service = self.name,
+            network.transport = "udp",
+            server.port = self.own_ports.first().copied().unwrap_or(0),
+            client.address = %source.ip(),
+            client.port = source.port(),
+            inetsvc.bytes_received = len,
+            inetsvc.bytes_sent = tracing::field::Empty,
+        )
+    }
+}
+
+/// What answering one datagram needs, cheap to clone into a datagram task.
+struct Answerer<S> {
+    service: Arc<S>,
+    socket: Arc<UdpSocket>,
+    meter: Meter,
+}
+
+impl<S: Service> Answerer<S> {
+    /// Computes the answer to `request` into `reply` and sends it to `source`.
+    async fn answer(
+        &self,
+        request: &[u8],
+        now: std::time::SystemTime,
+        source: SocketAddr,
+        span: &tracing::Span,
+        reply: &mut Vec<u8>,
+    ) {
+        span.in_scope(|| self.service.answer_datagram(request, now, reply));
+        match self.socket.send_to(reply, source).await {
+            Ok(sent) => {
+                self.meter.sent(sent);
+                span.record("inetsvc.bytes_sent", sent);
+            }
+            Err(error) => {
+                self.meter.error(ErrorKind::Send);
+                tracing::debug!(%source, %error, "send failed");
             }
         }
     }

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
 use crate::clock::{Clock, SystemClock};
+use crate::concurrency::TcpConcurrency;
 use crate::config::{self, ConfigError, LoadError, Mode, RuntimeConfig};
 use crate::conn::ConnSettings;
 use crate::healthcheck;
@@ -86,10 +87,12 @@ pub fn run<S: Service>(
             }
         },
         Mode::Serve => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            // Book ch. 13: the single-thread design runs everything on one thread.
+            let mut builder = match config.tcp_concurrency {
+                TcpConcurrency::SingleThread => tokio::runtime::Builder::new_current_thread(),
+                _ => tokio::runtime::Builder::new_multi_thread(),
+            };
+            let runtime = match builder.enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(error) => {
                     eprintln!("{}: cannot start the runtime: {error}", spec.binary);
@@ -261,6 +264,7 @@ async fn serve_until_signal<S: Service>(
                 },
                 trace_ids: exporting,
                 name: spec.name,
+                concurrency: config.tcp_concurrency,
             };
             loops.push(tokio::spawn(
                 server.run(stop_accepting.clone(), connections.clone()),
@@ -281,9 +285,10 @@ async fn serve_until_signal<S: Service>(
             std::time::Instant::now(),
         )));
         let udp_meter = meter(Transport::Udp);
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(max_connections));
         for socket in bound.udp {
             let server = UdpServer {
-                socket,
+                socket: Arc::new(socket),
                 service: Arc::clone(&service),
                 meter: udp_meter.clone(),
                 clock: Arc::clone(&clock),
@@ -296,8 +301,12 @@ async fn serve_until_signal<S: Service>(
                     Sampler::never()
                 },
                 name: spec.name,
+                concurrency: config.udp_concurrency,
+                in_flight: Arc::clone(&in_flight),
             };
-            loops.push(tokio::spawn(server.run(stop_accepting.clone())));
+            loops.push(tokio::spawn(
+                server.run(stop_accepting.clone(), connections.clone()),
+            ));
         }
     }
 
@@ -310,6 +319,8 @@ async fn serve_until_signal<S: Service>(
         udp = %udp_addresses,
         admin = %admin_addresses,
         metrics = config.metrics,
+        tcp_concurrency = %config.tcp_concurrency,
+        udp_concurrency = %config.udp_concurrency,
         "serving"
     );
 
@@ -326,16 +337,18 @@ async fn serve_until_signal<S: Service>(
     };
     tokio::time::sleep(config.drain_delay).await;
     stop_accepting.cancel();
-    for handle in loops {
-        let _ = handle.await;
-    }
     connections.close();
-    let in_flight = connections.len();
-    tracing::info!(in_flight, timeout = ?config.shutdown_timeout, "stopped accepting; finishing connections");
-    if tokio::time::timeout(config.shutdown_timeout, connections.wait())
-        .await
-        .is_err()
-    {
+    tracing::info!(in_flight = connections.len(), timeout = ?config.shutdown_timeout, "stopped accepting; finishing connections");
+    // One deadline for everything in flight, including a connection an iterative accept
+    // loop is still serving.
+    let finished = tokio::time::timeout(config.shutdown_timeout, async {
+        for handle in loops {
+            let _ = handle.await;
+        }
+        connections.wait().await;
+    })
+    .await;
+    if finished.is_err() {
         tracing::warn!(
             cut = connections.len(),
             "shutdown_timeout reached; closing the connections still open"

@@ -105,10 +105,11 @@ impl Server {
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Logged before announced, so that the log holds the line once start returns.
+                sink.lock().unwrap().push(line.clone());
                 if line.contains("\"message\":\"serving\"") {
-                    let _ = ready_tx.send(line.clone());
+                    let _ = ready_tx.send(line);
                 }
-                sink.lock().unwrap().push(line);
             }
         });
         let line = match ready_rx.recv_timeout(START_TIMEOUT) {

@@ -55,6 +55,7 @@ fn emfile_backs_off_without_spinning_and_recovers() {
         spans: inetsvc_runtime::telemetry::Sampler::never(),
         trace_ids: false,
         name: "test",
+        concurrency: inetsvc_runtime::concurrency::TcpConcurrency::Concurrent,
     };
     let stop = CancellationToken::new();
     runtime.spawn(server.run(stop.clone(), TaskTracker::new()));

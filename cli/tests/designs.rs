@@ -1,0 +1,175 @@
+//! The book's server designs (ch. 8-13), each run through the full protocol set, a
+//! stuck client, and a drain.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use inetsvc_testkit::{run_binary, Server};
+
+const INETSVC: &str = env!("CARGO_BIN_EXE_inetsvc");
+
+/// Each TCP design with the UDP design it is tested beside.
+const DESIGNS: [(&str, &str); 4] = [
+    ("iterative", "iterative"),
+    ("concurrent", "concurrent"),
+    ("threaded", "iterative"),
+    ("single-thread", "concurrent"),
+];
+
+fn service(name: &str) -> String {
+    PathBuf::from(INETSVC)
+        .with_file_name(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn start(binary: &str, tcp: &str, udp: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--tcp-concurrency", tcp, "--udp-concurrency", udp];
+    args.extend_from_slice(extra);
+    let server = Server::start(&service(binary), &args);
+    let log = server.log().join("\n");
+    assert!(
+        log.contains(&format!("\"tcp_concurrency\":\"{tcp}\"")),
+        "{log}"
+    );
+    server
+}
+
+fn echo_round_trip(server: &Server, data: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(server.tcp()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let data = data.to_vec();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&data).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back).unwrap();
+    sender.join().unwrap();
+    back
+}
+
+#[test]
+fn every_design_serves_the_full_protocol_set() {
+    for (tcp, udp) in DESIGNS {
+        let echo = start("echod", tcp, udp, &[]);
+        let daytime = start("daytimed", tcp, udp, &[]);
+        let time = start("timed", tcp, udp, &[]);
+        let probe = run_binary(
+            INETSVC,
+            &[
+                "probe",
+                "--echo",
+                &echo.tcp().port().to_string(),
+                "--daytime",
+                &daytime.tcp().port().to_string(),
+                "--time",
+                &time.tcp().port().to_string(),
+            ],
+            &[],
+        );
+        assert_eq!(
+            probe.status.code(),
+            Some(0),
+            "{tcp}/{udp}: {}",
+            String::from_utf8_lossy(&probe.stdout)
+        );
+        // Large payloads both ways.
+        let data: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+        assert_eq!(echo_round_trip(&echo, &data), data, "{tcp}: 1 MiB echo");
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let datagram = vec![7u8; 65_507];
+        client.send_to(&datagram, echo.udp()).unwrap();
+        let mut buf = vec![0u8; 70_000];
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &datagram[..], "{udp}: largest datagram");
+        // Several clients at once are all served (one after another when iterative).
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                let address = time.tcp();
+                std::thread::spawn(move || {
+                    let mut stream = TcpStream::connect(address).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
+                    let mut answer = Vec::new();
+                    stream.read_to_end(&mut answer).unwrap();
+                    answer.len()
+                })
+            })
+            .collect();
+        for client in clients {
+            assert_eq!(client.join().unwrap(), 4, "{tcp}: TIME answer");
+        }
+        assert!(
+            echo.metric("inetsvc_requests_total{service=\"echo\",transport=\"udp\"}") >= 2.0,
+            "{udp}: counted"
+        );
+    }
+}
+
+/// Connects a client that never sends, then times how long a normal client waits for
+/// its echo.
+fn wait_behind_a_stuck_client(server: &Server) -> Duration {
+    let _stuck = TcpStream::connect(server.tcp()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    assert_eq!(echo_round_trip(server, b"next"), b"next");
+    started.elapsed()
+}
+
+#[test]
+fn a_stuck_client_holds_the_iterative_design_only_until_its_timeout() {
+    for (tcp, udp) in DESIGNS {
+        let server = start("echod", tcp, udp, &["--idle-timeout", "1s"]);
+        let waited = wait_behind_a_stuck_client(&server);
+        if tcp == "iterative" {
+            // Book §8.29: the iterative server is held; the idle timeout frees it.
+            assert!(
+                waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
+                "{tcp}: waited {waited:?}"
+            );
+            assert!(
+                server.metric(
+                    "inetsvc_errors_total{kind=\"idle_timeout\",service=\"echo\",transport=\"tcp\"}"
+                ) >= 1.0
+            );
+        } else {
+            assert!(
+                waited < Duration::from_millis(500),
+                "{tcp}: waited {waited:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_design_drains_on_sigterm() {
+    for (tcp, udp) in DESIGNS {
+        let mut server = start("echod", tcp, udp, &["--shutdown-timeout", "10s"]);
+        let mut session = TcpStream::connect(server.tcp()).unwrap();
+        session
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        session.write_all(b"before").unwrap();
+        let mut buf = [0u8; 6];
+        session.read_exact(&mut buf).unwrap();
+        server.signal("TERM");
+        std::thread::sleep(Duration::from_millis(300));
+        // The session in progress is still served, then the process exits 0.
+        session.write_all(b"during").unwrap();
+        session.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"during", "{tcp}");
+        drop(session);
+        let status = server.wait_exit(Duration::from_secs(10)).expect("exits");
+        assert_eq!(status.code(), Some(0), "{tcp}");
+    }
+}
