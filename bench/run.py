@@ -204,6 +204,79 @@ def start_to_ready(extra, repeat=5):
     return statistics.median(times)
 
 
+DESIGNS = ["iterative", "concurrent", "threaded", "single-thread"]
+DESIGNS_BEGIN = "<!-- bench/run --designs: begin -->"
+DESIGNS_END = "<!-- bench/run --designs: end -->"
+
+
+def time_wait(port):
+    """Sockets in TIME-WAIT on the server side of `port`."""
+    out = subprocess.run(["ss", "-Htan", "state", "time-wait", f"( sport = :{port} )"],
+                         capture_output=True, text=True).stdout
+    return len([line for line in out.splitlines() if line.strip()])
+
+
+def stuck_wait(port):
+    """Seconds a normal ECHO client waits behind one client that never sends."""
+    stuck = socket.create_connection(("127.0.0.1", port))
+    time.sleep(0.1)
+    begin = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(b"next")
+        client.recv(4)
+    stuck.close()
+    return time.monotonic() - begin
+
+
+def designs(args):
+    """Every server design measured side by side; writes the table into
+    docs/server-designs.md between its markers."""
+    servers = {}
+    for design in DESIGNS:
+        flags = ["--tcp-concurrency", design, "--idle-timeout", "3s"]
+        servers[design] = start_inetsvc(flags)
+    results = {d: {"echo_1": [], "echo_16": [], "time_16": [], "tw": []} for d in DESIGNS}
+    for rep in range(args.repeat):
+        rotated = DESIGNS[rep % len(DESIGNS):] + DESIGNS[:rep % len(DESIGNS)]
+        for design in rotated:
+            echo, time_port = servers[design]["echo"][0], servers[design]["time"][0]
+            results[design]["echo_1"].append(bench(echo, "echo-tcp", args.seconds, ["-c", "1", "--size", "512"]))
+            results[design]["echo_16"].append(bench(echo, "echo-tcp", args.seconds, ["-c", "16", "--size", "512"]))
+            results[design]["time_16"].append(bench(time_port, "connect", args.seconds, ["-c", "16", "--expect", "time"]))
+            results[design]["tw"].append(time_wait(time_port))
+            print(f"round {rep + 1} {design:13} echo1 {results[design]['echo_1'][-1]['throughput_per_second']:>9.0f}/s "
+                  f"echo16 {results[design]['echo_16'][-1]['throughput_per_second']:>9.0f}/s "
+                  f"time {results[design]['time_16'][-1]['throughput_per_second']:>7.0f}/s "
+                  f"TIME_WAIT {results[design]['tw'][-1]}", flush=True)
+    # Held for less than the idle timeout, so that none is closed before it is counted;
+    # the iterative design holds one connection at a time (the rest wait unaccepted).
+    rss = {d: hold_rss(servers[d], 1000, 2.4)["per_connection_kib"] for d in DESIGNS if d != "iterative"}
+    stuck = {d: stuck_wait(servers[d]["echo"][0]) for d in DESIGNS}
+    med = lambda d, w, f=lambda r: r["throughput_per_second"]: statistics.median(f(r) for r in results[d][w])
+    p99 = lambda r: r["latency_us"]["p99"]
+    errors = lambda r: sum(r["errors"].values())
+    lines = [DESIGNS_BEGIN, "",
+             f"Measured by `bench/run --designs` on {os.cpu_count()} cores, loopback, load generator on the same "
+             f"cores; {args.repeat} rounds of {args.seconds:g} s in rotating order, medians. RSS per "
+             "connection at 1,000 held idle connections; the stuck-client wait is how long a normal "
+             "ECHO client waits behind one that connected and sent nothing (idle timeout 3 s).", "",
+             "| design | ECHO 1 conn msg/s | p99 µs | ECHO 16 conn msg/s | p99 µs | errors (16) | TIME conn/s | TIME_WAIT after | RSS KiB/conn | stuck-client wait |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for d in DESIGNS:
+        per = rss.get(d)
+        shown = "one at a time" if d == "iterative" else (f"{per:.1f}" if per is not None else "hold failed")
+        lines.append(
+            f"| {d} | {med(d, 'echo_1'):,.0f} | {med(d, 'echo_1', p99):,.0f} | {med(d, 'echo_16'):,.0f} | "
+            f"{med(d, 'echo_16', p99):,.0f} | {med(d, 'echo_16', errors):,.0f} | {med(d, 'time_16'):,.0f} | "
+            f"{statistics.median(results[d]['tw']):,.0f} | {shown} | {stuck[d]:.2f} s |")
+    lines += ["", DESIGNS_END]
+    path = ROOT / "docs" / "server-designs.md"
+    text = path.read_text()
+    begin, end = text.index(DESIGNS_BEGIN), text.index(DESIGNS_END) + len(DESIGNS_END)
+    path.write_text(text[:begin] + "\n".join(lines) + text[end:])
+    print(f"table written into {path}")
+
+
 def median_of(results, variant, workload, field):
     values = [r[field] for r in results[variant][workload]]
     return statistics.median(values) if values else float("nan")
@@ -230,6 +303,8 @@ def main():
     parser.add_argument("--hold", type=int, default=10000, help="idle connections to hold")
     parser.add_argument("--report", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--json", default=str(ROOT / "target" / "bench-results.json"))
+    parser.add_argument("--designs", action="store_true",
+                        help="measure the server designs instead; writes the table in docs/server-designs.md")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the report from the JSON results of the last run")
     args = parser.parse_args()
@@ -238,6 +313,9 @@ def main():
         return
     if args.repeat < 3:
         parser.error("--repeat must be at least 3: medians of fewer say little")
+    if args.designs:
+        designs(args)
+        return
 
     workdir = tempfile.mkdtemp(prefix="inetsvc-bench-")
     variants = {
