@@ -6,7 +6,7 @@ use std::net::{TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use inetsvc_testkit::{run_binary, Server};
+use inetsvc_testkit::{round_trip, run_binary, Server};
 
 const INETSVC: &str = env!("CARGO_BIN_EXE_inetsvc");
 
@@ -37,23 +37,6 @@ fn start(binary: &str, tcp: &str, udp: &str, extra: &[&str]) -> Server {
     server
 }
 
-fn echo_round_trip(server: &Server, data: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(server.tcp()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let data = data.to_vec();
-    let sender = std::thread::spawn(move || {
-        writer.write_all(&data).unwrap();
-        writer.shutdown(std::net::Shutdown::Write).unwrap();
-    });
-    let mut back = Vec::new();
-    stream.read_to_end(&mut back).unwrap();
-    sender.join().unwrap();
-    back
-}
-
 #[test]
 fn every_design_serves_the_full_protocol_set() {
     for (tcp, udp) in DESIGNS {
@@ -81,7 +64,7 @@ fn every_design_serves_the_full_protocol_set() {
         );
         // Large payloads both ways.
         let data: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
-        assert_eq!(echo_round_trip(&echo, &data), data, "{tcp}: 1 MiB echo");
+        assert_eq!(round_trip(echo.tcp(), &data), data, "{tcp}: 1 MiB echo");
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(2)))
@@ -122,7 +105,7 @@ fn wait_behind_a_stuck_client(server: &Server) -> Duration {
     let _stuck = TcpStream::connect(server.tcp()).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
-    assert_eq!(echo_round_trip(server, b"next"), b"next");
+    assert_eq!(round_trip(server.tcp(), b"next"), b"next");
     started.elapsed()
 }
 

@@ -222,6 +222,29 @@ pub fn sample(exposition: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// One TCP exchange with an ECHO-like server: sends `data` from a second thread (so a
+/// large payload cannot deadlock against the echo), half-closes, and returns everything
+/// read back until the server closes.
+pub fn round_trip(address: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let mut stream =
+        TcpStream::connect(address).unwrap_or_else(|e| panic!("connect {address}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let data = data.to_vec();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&data).expect("send");
+        writer
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+    });
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back).expect("read back");
+    sender.join().expect("sender");
+    back
+}
+
 /// A minimal HTTP/1.0 GET: status code and body.
 pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))

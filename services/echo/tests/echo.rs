@@ -5,7 +5,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use inetsvc_testkit::{connect_from, promtool_check_metrics, run_tool, Server};
+use inetsvc_testkit::{connect_from, promtool_check_metrics, round_trip, run_tool, Server};
 
 const ECHOD: &str = env!("CARGO_BIN_EXE_echod");
 
@@ -21,24 +21,6 @@ fn socat(args: &[&str], input: &[u8]) -> Vec<u8> {
         String::from_utf8_lossy(&output.stderr)
     );
     output.stdout
-}
-
-/// Sends `data`, half-closes and reads everything back.
-fn round_trip(address: SocketAddr, data: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let data = data.to_vec();
-    let sender = std::thread::spawn(move || {
-        writer.write_all(&data).unwrap();
-        writer.shutdown(std::net::Shutdown::Write).unwrap();
-    });
-    let mut back = Vec::new();
-    stream.read_to_end(&mut back).unwrap();
-    sender.join().unwrap();
-    back
 }
 
 fn udp_exchange(client: &UdpSocket, target: SocketAddr, data: &[u8]) -> Option<Vec<u8>> {

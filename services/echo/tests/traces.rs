@@ -2,25 +2,16 @@
 //! to receivers that decode the real protobuf; JSON logs carry the trace ids; and a
 //! collector that is down or black-holed neither slows serving nor holds the shutdown.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use inetsvc_testkit::otlp::{black_hole, Receiver};
-use inetsvc_testkit::Server;
+use inetsvc_testkit::{round_trip, Server};
 
 const ECHOD: &str = env!("CARGO_BIN_EXE_echod");
 
 fn echo_once(server: &Server, payload: &[u8]) {
-    let mut stream = TcpStream::connect(server.tcp()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream.write_all(payload).unwrap();
-    stream.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut back = Vec::new();
-    stream.read_to_end(&mut back).unwrap();
-    assert_eq!(back, payload);
+    assert_eq!(round_trip(server.tcp(), payload), payload);
 }
 
 #[test]
