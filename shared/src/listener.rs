@@ -195,7 +195,10 @@ impl<S: Service> TcpServer<S> {
         let mut backoff = Backoff::new();
         loop {
             let accepted = tokio::select! {
-                _ = stop.cancelled() => break,
+                _ = stop.cancelled() => {
+                    self.accept_backlog(&tracker).await;
+                    break;
+                }
                 accepted = self.listener.accept() => accepted,
             };
             match accepted {
@@ -216,6 +219,30 @@ impl<S: Service> TcpServer<S> {
                         _ = tokio::time::sleep(pause) => {}
                     }
                 }
+            }
+        }
+    }
+
+    /// At stop: accepts and serves every connection the kernel has already completed, so
+    /// that closing the listener resets none of them. (Clients still connecting after this
+    /// are refused: the drain delay, with readiness false, is for them to stop coming.)
+    async fn accept_backlog(&self, tracker: &TaskTracker) {
+        // Straight to the kernel: the runtime's readiness for the listener may not yet
+        // have seen the last handshakes, so an accept through it could stop early.
+        let socket = SockRef::from(&self.listener);
+        while let Ok((accepted, peer)) = socket.accept() {
+            let Some(peer) = peer.as_socket() else {
+                continue;
+            };
+            let stream = std::net::TcpStream::from(accepted);
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let Ok(stream) = TcpStream::from_std(stream) else {
+                continue;
+            };
+            if let Some(connection) = self.admit(stream, peer) {
+                self.schedule(connection, tracker).await;
             }
         }
     }
