@@ -606,6 +606,11 @@ impl RuntimeConfig {
             _ => Err("expected `text` or `json`".to_owned()),
         })?;
         let log_level = settings.parse("log_level", |text| {
+            // tracing-subscriber's directive parser panics on some non-ASCII input (found
+            // by shared/tests/fuzz.rs): filters are ASCII, so refuse anything else first.
+            if !text.is_ascii() {
+                return Err("expected ASCII, e.g. `info` or `inetsvc_runtime=debug`".to_owned());
+            }
             tracing_subscriber::EnvFilter::try_new(text)
                 .map(|_| text.to_owned())
                 .map_err(|e| format!("{e}; expected e.g. `info` or `inetsvc_runtime=debug`"))
@@ -798,6 +803,7 @@ mod tests {
             ),
             (&["--log-format", "xml"], "log_format", "`text` or `json`"),
             (&["--log-level", "info,=[bad"], "log_level", "expected"),
+            (&["--log-level", "X%\u{c6acc}=?"], "log_level", "ASCII"),
             (&["--metrics", "maybe"], "metrics", "true or false"),
             (&["--max-connections", "0"], "max_connections", "from 1 to"),
             (

@@ -100,12 +100,32 @@ fn parse_offset(text: &str) -> Option<FixedOffset> {
 /// RFC 867: the date and time at `now` as one line ending in CRLF, appended to `out`.
 /// Writes straight into the buffer: no allocation per answer.
 pub fn daytime_reply(now: SystemTime, format: Format, zone: Zone, out: &mut Vec<u8>) {
-    let utc: DateTime<Utc> = now.into();
+    let utc = to_utc(now);
     match zone {
         Zone::Utc => write_in(&utc, format, true, out),
         Zone::Fixed(offset) => write_in(&utc.with_timezone(&offset), format, false, out),
         Zone::Named(tz) => write_in(&utc.with_timezone(&tz), format, false, out),
     }
+}
+
+/// `now` as a calendar time, clamped to the calendar's range (about ±262,000 years) so that
+/// a wild clock cannot panic the service.
+fn to_utc(now: SystemTime) -> DateTime<Utc> {
+    let (seconds, nanos) = match now.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => (
+            i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+            after.subsec_nanos(),
+        ),
+        Err(before) => (
+            i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+            0,
+        ),
+    };
+    DateTime::from_timestamp(seconds, nanos).unwrap_or(if seconds < 0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    })
 }
 
 fn write_in<Tz: TimeZone>(time: &DateTime<Tz>, format: Format, utc: bool, out: &mut Vec<u8>)

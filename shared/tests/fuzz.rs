@@ -1,0 +1,156 @@
+//! Randomised robustness ("fuzz") tests of everything that reads untrusted input in the
+//! runtime: configuration values and files, listen addresses, the loop guard and the rate
+//! limiter. Bounded by the case count (PROPTEST_CASES, default 256 here; scripts/fuzz
+//! runs far more). The property is always the same: no panic, and every rejection is one
+//! line that names its key.
+
+use std::ffi::OsString;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use inetsvc_runtime::config::{load, parse_addresses, LoadError, RuntimeConfig};
+use inetsvc_runtime::limits::{loop_guard, RateLimiter};
+use inetsvc_runtime::ServiceSpec;
+use proptest::prelude::*;
+
+const SPEC: ServiceSpec = ServiceSpec {
+    name: "fuzz",
+    binary: "fuzzd",
+    about: "fuzz target",
+    port: 7,
+    admin_port: 9007,
+    keys: &[],
+};
+
+/// Keys, and values shaped like what users (and attackers) write.
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("tcp_listen".to_owned()),
+        Just("udp_listen".to_owned()),
+        Just("admin_listen".to_owned()),
+        Just("max_connections".to_owned()),
+        Just("idle_timeout".to_owned()),
+        Just("log_level".to_owned()),
+        Just("metrics".to_owned()),
+        Just("udp_rate_per_source".to_owned()),
+        Just("otlp_endpoint".to_owned()),
+        "[a-z_]{1,20}",
+    ]
+}
+
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[0-9]{0,25}",
+        "-?[0-9]{1,6}(ms|s|m|h|d|x)?",
+        "(\\[::1?\\]|127\\.0\\.0\\.[0-9]{1,3}|0\\.0\\.0\\.0|[a-z]{1,8}):[0-9]{0,6}(,.*)?",
+        "(true|false|yes|no|on|off|maybe|TRUE|1|0)",
+        ".{0,40}",
+    ]
+}
+
+fn outcome_is_clean(result: Result<RuntimeConfig, String>) -> Result<(), TestCaseError> {
+    if let Err(message) = result {
+        prop_assert!(!message.contains('\n'), "two lines: {message}");
+        prop_assert!(!message.is_empty());
+    }
+    Ok(())
+}
+
+fn run(args: Vec<String>, env: Vec<(String, String)>) -> Result<RuntimeConfig, String> {
+    let args = std::iter::once("fuzzd".to_owned())
+        .chain(args)
+        .map(OsString::from);
+    match load(&SPEC, args, env) {
+        Ok((_, settings)) => RuntimeConfig::from_settings(&settings).map_err(|e| e.to_string()),
+        Err(LoadError::Config(error)) => Err(error.to_string()),
+        Err(LoadError::Cli(error)) => Err(error.kind().to_string()),
+    }
+}
+
+proptest! {
+    #[test]
+    fn any_flag_value_loads_or_is_refused_in_one_line(key in key(), value in value()) {
+        outcome_is_clean(run(vec![format!("--{}", key.replace('_', "-")), value], vec![]))?;
+    }
+
+    #[test]
+    fn any_environment_value_loads_or_is_refused_in_one_line(key in key(), value in value()) {
+        let result = run(vec![], vec![(format!("INETSVC_{}", key.to_uppercase()), value)]);
+        outcome_is_clean(result)?;
+    }
+
+    #[test]
+    fn any_config_file_loads_or_is_refused_in_one_line(
+        lines in proptest::collection::vec((key(), value(), 0..4u8), 0..6),
+        junk in ".{0,60}",
+    ) {
+        let mut text = String::new();
+        for (key, value, form) in lines {
+            text += &match form {
+                0 => format!("{key} = \"{}\"\n", value.replace(['"', '\\'], "")),
+                1 => format!("{key} = {value}\n"),
+                2 => format!("[{key}]\n"),
+                _ => format!("{key} = [\"{}\"]\n", value.replace(['"', '\\'], "")),
+            };
+        }
+        text += &junk;
+        let path = std::env::temp_dir().join(format!("inetsvc-fuzz-{}.toml", std::process::id()));
+        std::fs::write(&path, &text).unwrap();
+        let result = run(vec!["--config".into(), path.display().to_string()], vec![]);
+        if let Err(message) = &result {
+            prop_assert!(!message.contains('\n'), "{text:?} gave two lines: {message}");
+        }
+    }
+
+    #[test]
+    fn address_lists_parse_or_say_why(text in ".{0,80}") {
+        if let Err(reason) = parse_addresses(&text) {
+            prop_assert!(!reason.is_empty() && !reason.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn the_loop_guard_decides_every_source(ip in any::<[u8; 16]>(), v4 in any::<[u8; 4]>(), port in any::<u16>(), own in any::<u16>()) {
+        for source in [SocketAddr::new(IpAddr::from(ip), port), SocketAddr::new(IpAddr::from(v4), port)] {
+            let verdict = loop_guard(source, &[own]);
+            if port < 1024 || port == own || port == 2049 {
+                prop_assert!(verdict.is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn the_rate_limiter_table_stays_bounded_under_any_sources(
+        sources in proptest::collection::vec(any::<u32>(), 1..500),
+    ) {
+        let start = Instant::now();
+        let mut limiter = RateLimiter::new(10, 3, 100, 32, start);
+        for (i, source) in sources.iter().enumerate() {
+            let _ = limiter.check(IpAddr::from(source.to_be_bytes()), start + Duration::from_millis(i as u64));
+            prop_assert!(limiter.tracked_sources() <= 32);
+        }
+    }
+
+    #[test]
+    fn no_tracked_source_gets_more_than_its_burst_and_rate(
+        // Fewer sources than the table holds: every one is tracked.
+        sources in proptest::collection::vec(0u32..16, 1..500),
+        steps_ms in proptest::collection::vec(0u64..50, 1..500),
+    ) {
+        let start = Instant::now();
+        let mut limiter = RateLimiter::new(10, 3, 0, 32, start);
+        let mut now = start;
+        let mut allowed = std::collections::HashMap::<u32, u32>::new();
+        for (source, step) in sources.iter().zip(steps_ms.iter().cycle()) {
+            now += Duration::from_millis(*step);
+            if limiter.check(IpAddr::from(source.to_be_bytes()), now).is_ok() {
+                *allowed.entry(*source).or_default() += 1;
+            }
+        }
+        let elapsed = now.duration_since(start).as_secs_f64();
+        for (source, count) in allowed {
+            // The burst, plus what the rate refills over the run.
+            prop_assert!(f64::from(count) <= 3.0 + 10.0 * elapsed + 1e-9, "source {source}: {count} in {elapsed} s");
+        }
+    }
+}
