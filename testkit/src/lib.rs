@@ -245,6 +245,17 @@ pub fn round_trip(address: SocketAddr, data: &[u8]) -> Vec<u8> {
     back
 }
 
+/// Whether `word` sent on an open ECHO connection comes back unchanged within 5 s.
+pub fn echoes_on(stream: &mut TcpStream, word: &[u8]) -> bool {
+    let mut back = vec![0u8; word.len()];
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .is_ok()
+        && stream.write_all(word).is_ok()
+        && stream.read_exact(&mut back).is_ok()
+        && back == word
+}
+
 /// A minimal HTTP/1.0 GET: status code and body.
 pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))

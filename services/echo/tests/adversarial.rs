@@ -9,17 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use inetsvc_testkit::{http_get, round_trip, Server};
+use inetsvc_testkit::{echoes_on, http_get, round_trip, Server};
 
 const ECHOD: &str = env!("CARGO_BIN_EXE_echod");
 
 fn echoes(address: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect(address) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut back = [0u8; 4];
-    stream.write_all(b"ping").is_ok() && stream.read_exact(&mut back).is_ok() && &back == b"ping"
+    TcpStream::connect(address).is_ok_and(|mut stream| echoes_on(&mut stream, b"ping"))
 }
 
 #[test]
@@ -52,13 +47,7 @@ fn a_flood_beyond_the_cap_is_refused_and_counted_while_held_clients_are_served()
     );
     // The held connections are still served.
     for mut stream in held.into_iter().step_by(10) {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        stream.write_all(b"held").unwrap();
-        let mut back = [0u8; 4];
-        stream.read_exact(&mut back).unwrap();
-        assert_eq!(&back, b"held");
+        assert!(echoes_on(&mut stream, b"held"));
     }
     println!(
         "flood: {flood} connections beyond a cap of 50 refused and counted; held clients served"

@@ -5,7 +5,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use inetsvc_testkit::{connect_from, promtool_check_metrics, round_trip, run_tool, Server};
+use inetsvc_testkit::{
+    connect_from, echoes_on, promtool_check_metrics, round_trip, run_tool, Server,
+};
 
 const ECHOD: &str = env!("CARGO_BIN_EXE_echod");
 
@@ -215,12 +217,7 @@ fn refused(connected: std::io::Result<TcpStream>) -> bool {
 }
 
 fn echoes(stream: &mut TcpStream) -> bool {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream.write_all(b"ping").unwrap();
-    let mut buf = [0u8; 4];
-    stream.read_exact(&mut buf).is_ok() && &buf == b"ping"
+    echoes_on(stream, b"ping")
 }
 
 #[test]

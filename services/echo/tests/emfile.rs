@@ -4,7 +4,7 @@
 //! This file holds one test because it lowers the whole test process's open-file limit;
 //! it drives the runtime's listener directly, with the ECHO service behind it.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,13 +93,7 @@ fn emfile_backs_off_without_spinning_and_recovers() {
     rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let mut fresh = TcpStream::connect(address).unwrap();
-    fresh
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    fresh.write_all(b"back").unwrap();
-    let mut echoed = [0u8; 4];
-    fresh.read_exact(&mut echoed).unwrap();
-    assert_eq!(&echoed, b"back");
+    assert!(inetsvc_testkit::echoes_on(&mut fresh, b"back"));
 
     let exposition = metrics.render();
     let accept_errors: f64 = exposition
