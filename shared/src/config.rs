@@ -234,6 +234,7 @@ fn resolved_keys(spec: &ServiceSpec) -> Vec<(Key, String)> {
     RUNTIME_KEYS
         .iter()
         .chain(crate::telemetry::TRACE_KEYS)
+        .chain(crate::fault::FAULT_KEYS)
         .chain(spec.keys)
         .map(|key| {
             let default = key
@@ -491,7 +492,12 @@ impl Settings {
     pub fn to_toml(&self) -> String {
         let mut out = String::new();
         for (key, _) in &self.keys {
-            let value = self.text(key.name).unwrap_or_default();
+            let mut value = self.text(key.name).unwrap_or_default();
+            // The effective configuration is shown to people and pasted into tickets: a
+            // secret must not travel with it.
+            if key.name == "admin_token" && !value.is_empty() {
+                value = "<redacted>".to_owned();
+            }
             out.push_str(&format!(
                 "# {}\n{} = {}\n",
                 key.help,

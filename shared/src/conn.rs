@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::clock::Clock;
+use crate::fault::Faults;
 use crate::metrics::{ErrorKind, Meter};
 
 /// Why serving a connection stopped early.
@@ -28,6 +29,9 @@ pub enum ConnError {
     /// Writing failed.
     #[error("write: {0}")]
     Write(io::Error),
+    /// The `tcp_reset` fault reset the connection.
+    #[error("reset by the tcp_reset fault")]
+    FaultReset,
 }
 
 impl ConnError {
@@ -38,6 +42,7 @@ impl ConnError {
             ConnError::WriteTimeout(_) => ErrorKind::WriteTimeout,
             ConnError::Read(_) => ErrorKind::Read,
             ConnError::Write(_) => ErrorKind::Write,
+            ConnError::FaultReset => ErrorKind::Reset,
         }
     }
 }
@@ -57,6 +62,8 @@ pub struct ConnSettings {
     pub close_linger: Duration,
     /// Read buffer size, allocated only once data arrives.
     pub buffer_size: usize,
+    /// Injected faults (training); nothing happens while none is set.
+    pub faults: Faults,
 }
 
 /// An accepted TCP connection.
@@ -71,17 +78,23 @@ pub struct Conn {
     received: u64,
     /// Payload bytes sent.
     sent: u64,
+    /// `tcp_reset`: reset once this many bytes are sent (decided at accept).
+    reset_after: Option<u64>,
+    /// `truncate` cut the replies: the write side is closed and later writes are dropped.
+    truncated: bool,
 }
 
 impl Conn {
     /// Wraps an accepted stream.
     pub fn new(stream: TcpStream, peer: SocketAddr, settings: ConnSettings) -> Self {
         Conn {
+            reset_after: settings.faults.reset_after(),
             stream,
             peer,
             settings,
             received: 0,
             sent: 0,
+            truncated: false,
         }
     }
 
@@ -147,7 +160,14 @@ impl Conn {
     /// `write_timeout`, so a client that stops reading is cut off instead of holding the
     /// server (book §8.29, server deadlock). Like [`Conn::read`], the timer is armed only
     /// when the write would block.
-    pub async fn write_all(&mut self, mut data: &[u8]) -> Result<(), ConnError> {
+    pub async fn write_all(&mut self, data: &[u8]) -> Result<(), ConnError> {
+        if self.settings.faults.any() || self.reset_after.is_some() {
+            return self.write_with_faults(data).await;
+        }
+        self.write_plain(data).await
+    }
+
+    async fn write_plain(&mut self, mut data: &[u8]) -> Result<(), ConnError> {
         let limit = self.settings.write_timeout;
         while !data.is_empty() {
             match self.stream.try_write(data) {
@@ -169,12 +189,76 @@ impl Conn {
         Ok(())
     }
 
+    /// [`Conn::write_all`] with the injected faults applied, in the order a reply meets
+    /// them: latency, truncation, corruption, reset, bandwidth.
+    async fn write_with_faults(&mut self, data: &[u8]) -> Result<(), ConnError> {
+        let faults = self.settings.faults.clone();
+        if self.truncated {
+            return Ok(());
+        }
+        if let Some(wait) = faults.latency() {
+            tokio::time::sleep(wait).await;
+        }
+        let mut reply = data.to_vec();
+        let mut cut = false;
+        if let Some(max) = faults.truncate() {
+            let room = max.saturating_sub(self.sent);
+            if (reply.len() as u64) >= room {
+                reply.truncate(room as usize);
+                cut = true;
+            }
+        }
+        faults.corrupt(&mut reply);
+        let mut reset = false;
+        if let Some(after) = self.reset_after {
+            let room = after.saturating_sub(self.sent);
+            if (reply.len() as u64) >= room {
+                reply.truncate(room as usize);
+                reset = true;
+            }
+        }
+        match faults.bandwidth() {
+            Some(rate) => {
+                // Chunks of a tenth of a second's worth keep the rate smooth.
+                let chunk = (rate / 10).clamp(1, 64 * 1024) as usize;
+                for part in reply.chunks(chunk) {
+                    self.write_plain(part).await?;
+                    tokio::time::sleep(Duration::from_secs_f64(part.len() as f64 / rate as f64))
+                        .await;
+                }
+            }
+            None => self.write_plain(&reply).await?,
+        }
+        if reset {
+            // SO_LINGER 0: closing sends a reset, which is what the client must see.
+            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+            return Err(ConnError::FaultReset);
+        }
+        if cut {
+            // The client sees the short reply end in a FIN; what it sends after is
+            // read and dropped, so it gets no reset either.
+            self.truncated = true;
+            let _ = self.stream.shutdown().await;
+        }
+        Ok(())
+    }
+
     /// Closes gracefully: half-close (FIN) so the answer is delivered, then discard input
     /// until the client closes or `close_linger` passes. Closing with unread input would
     /// send a reset that can destroy the answer in the client's buffer (DESIGN.md,
     /// "Protocol facts"; book §10.7).
     pub async fn finish(mut self) -> Result<(), ConnError> {
-        self.stream.shutdown().await.map_err(ConnError::Write)?;
+        if self.reset_after == Some(self.sent) && self.sent == 0 {
+            // `tcp_reset` with after_bytes=0 on a connection that has sent nothing.
+            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+            return Err(ConnError::FaultReset);
+        }
+        if let Some(wait) = self.settings.faults.slow_close() {
+            tokio::time::sleep(wait).await;
+        }
+        if !self.truncated {
+            self.stream.shutdown().await.map_err(ConnError::Write)?;
+        }
         let deadline = Instant::now() + self.settings.close_linger;
         let mut sink = [0u8; 1024];
         loop {

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod concurrency;
 pub mod config;
 pub mod conn;
+pub mod fault;
 pub mod healthcheck;
 pub mod limits;
 pub mod listener;

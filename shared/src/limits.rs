@@ -15,17 +15,24 @@ pub enum RejectReason {
     GlobalCap,
     /// `max_connections_per_source` reached for the client's address.
     PerSourceCap,
+    /// Refused by the `tcp_refuse` fault (training).
+    Fault,
 }
 
 impl RejectReason {
     /// Every reason, so that metric handles are resolved once at start.
-    pub const ALL: [RejectReason; 2] = [RejectReason::GlobalCap, RejectReason::PerSourceCap];
+    pub const ALL: [RejectReason; 3] = [
+        RejectReason::GlobalCap,
+        RejectReason::PerSourceCap,
+        RejectReason::Fault,
+    ];
 
     /// The metric label value.
     pub fn label(self) -> &'static str {
         match self {
             RejectReason::GlobalCap => "global_cap",
             RejectReason::PerSourceCap => "per_source_cap",
+            RejectReason::Fault => "fault",
         }
     }
 }
@@ -44,15 +51,18 @@ pub enum DropReason {
     SourceRate,
     /// All replies together are over `udp_rate_global`.
     GlobalRate,
+    /// Dropped by the `udp_drop` fault (training).
+    Fault,
 }
 
 impl DropReason {
     /// Every reason, so that metric handles are resolved once at start.
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 5] = [
         DropReason::LoopPort,
         DropReason::NotUnicast,
         DropReason::SourceRate,
         DropReason::GlobalRate,
+        DropReason::Fault,
     ];
 
     /// The metric label value.
@@ -62,6 +72,7 @@ impl DropReason {
             DropReason::NotUnicast => "not_unicast",
             DropReason::SourceRate => "rate_limit_source",
             DropReason::GlobalRate => "rate_limit_global",
+            DropReason::Fault => "fault",
         }
     }
 }

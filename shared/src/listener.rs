@@ -22,7 +22,8 @@ use tracing::Instrument;
 use crate::concurrency::{TcpConcurrency, UdpConcurrency};
 use crate::config::ConfigError;
 use crate::conn::{Conn, ConnSettings};
-use crate::limits::{loop_guard, RateLimiter, RejectReason, SourceCounter};
+use crate::fault::Faults;
+use crate::limits::{loop_guard, DropReason, RateLimiter, RejectReason, SourceCounter};
 use crate::metrics::{ErrorKind, Meter};
 use crate::service::Service;
 use crate::telemetry::Sampler;
@@ -290,6 +291,10 @@ impl<S: Service> TcpServer<S> {
         peer: SocketAddr,
     ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let meter = &self.conn.meter;
+        if self.conn.faults.refuse() {
+            refuse(stream, meter, RejectReason::Fault);
+            return None;
+        }
         let Ok(permit) = self.caps.global.clone().try_acquire_owned() else {
             refuse(stream, meter, RejectReason::GlobalCap);
             return None;
@@ -416,6 +421,8 @@ pub struct UdpServer<S> {
     /// Datagrams answered at once in the concurrent design; reading waits when all are
     /// taken, so the kernel's buffer (not our memory) absorbs a burst.
     pub in_flight: Arc<Semaphore>,
+    /// Injected faults (training).
+    pub faults: Faults,
 }
 
 impl<S: Service> UdpServer<S> {
@@ -461,6 +468,10 @@ impl<S: Service> UdpServer<S> {
                 self.meter.dropped(reason);
                 continue;
             }
+            if self.faults.udp_drop() {
+                self.meter.dropped(DropReason::Fault);
+                continue;
+            }
             self.meter.request();
             let span = self.datagram_span(source, len);
             let now = self.clock.now();
@@ -468,6 +479,7 @@ impl<S: Service> UdpServer<S> {
                 service: Arc::clone(&self.service),
                 socket: Arc::clone(&self.socket),
                 meter: self.meter.clone(),
+                faults: self.faults.clone(),
             };
             match self.concurrency {
                 // Book ch. 9: answer this datagram before reading the next; one reply
@@ -521,6 +533,7 @@ struct Answerer<S> {
     service: Arc<S>,
     socket: Arc<UdpSocket>,
     meter: Meter,
+    faults: Faults,
 }
 
 impl<S: Service> Answerer<S> {
@@ -534,15 +547,86 @@ impl<S: Service> Answerer<S> {
         reply: &mut Vec<u8>,
     ) {
         span.in_scope(|| self.service.answer_datagram(request, now, reply));
-        match self.socket.send_to(reply, source).await {
-            Ok(sent) => {
-                self.meter.sent(sent);
-                span.record("inetsvc.bytes_sent", sent);
+        if self.faults.any() {
+            return self.answer_with_faults(source, span, reply).await;
+        }
+        self.send(reply, source, span).await;
+    }
+
+    async fn send(&self, reply: &[u8], to: SocketAddr, span: &tracing::Span) {
+        send_datagram(&self.socket, &self.meter, reply, to, span).await;
+    }
+
+    /// Sends `reply` with the injected faults applied: latency, truncation, corruption,
+    /// then late (delay), held back (reorder) or twice (duplicate).
+    async fn answer_with_faults(&self, to: SocketAddr, span: &tracing::Span, reply: &mut Vec<u8>) {
+        let faults = &self.faults;
+        if let Some(wait) = faults.latency() {
+            tokio::time::sleep(wait).await;
+        }
+        if let Some(max) = faults.truncate() {
+            reply.truncate(usize::try_from(max).unwrap_or(usize::MAX));
+        }
+        faults.corrupt(reply);
+        if let Some(wait) = faults.udp_delay() {
+            // Late, but without holding up the answers behind it.
+            let (socket, meter, reply) =
+                (Arc::clone(&self.socket), self.meter.clone(), reply.clone());
+            let span = span.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                send_datagram(&socket, &meter, &reply, to, &span).await;
+            });
+            return;
+        }
+        if faults.udp_reorder() {
+            if let Some(generation) = faults.hold(reply, to) {
+                // Released by the next answer, or after the hold time if none comes.
+                let (socket, meter, faults) =
+                    (Arc::clone(&self.socket), self.meter.clone(), faults.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(faults.hold_time()).await;
+                    if let Some(held) = faults.take_held(Some(generation)) {
+                        send_datagram(
+                            &socket,
+                            &meter,
+                            &held.reply,
+                            held.to,
+                            &tracing::Span::none(),
+                        )
+                        .await;
+                    }
+                });
+                return;
             }
-            Err(error) => {
-                self.meter.error(ErrorKind::Send);
-                tracing::debug!(%source, %error, "send failed");
-            }
+        }
+        self.send(reply, to, span).await;
+        if let Some(held) = faults.take_held(None) {
+            self.send(&held.reply, held.to, &tracing::Span::none())
+                .await;
+        }
+        if faults.udp_duplicate() {
+            self.send(reply, to, span).await;
+        }
+    }
+}
+
+/// Sends one answer, counting bytes or the error.
+async fn send_datagram(
+    socket: &UdpSocket,
+    meter: &Meter,
+    reply: &[u8],
+    to: SocketAddr,
+    span: &tracing::Span,
+) {
+    match socket.send_to(reply, to).await {
+        Ok(sent) => {
+            meter.sent(sent);
+            span.record("inetsvc.bytes_sent", sent);
+        }
+        Err(error) => {
+            meter.error(ErrorKind::Send);
+            tracing::debug!(%to, %error, "send failed");
         }
     }
 }

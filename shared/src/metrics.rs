@@ -55,11 +55,13 @@ pub enum ErrorKind {
     Receive,
     /// Sending a datagram failed.
     Send,
+    /// The service reset a connection mid-stream (the `tcp_reset` fault).
+    Reset,
 }
 
 impl ErrorKind {
     /// Every kind, so that handles are resolved once.
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 9] = [
         ErrorKind::Accept,
         ErrorKind::Read,
         ErrorKind::Write,
@@ -68,6 +70,7 @@ impl ErrorKind {
         ErrorKind::MaxDuration,
         ErrorKind::Receive,
         ErrorKind::Send,
+        ErrorKind::Reset,
     ];
 
     /// The label value.
@@ -81,6 +84,7 @@ impl ErrorKind {
             ErrorKind::MaxDuration => "max_duration",
             ErrorKind::Receive => "receive",
             ErrorKind::Send => "send",
+            ErrorKind::Reset => "reset",
         }
     }
 }
@@ -113,6 +117,10 @@ pub struct Metrics {
     spans_exported: IntCounterVec,
     /// Spans dropped, by reason (`queue_full`, `export_failed`).
     spans_dropped: IntCounterVec,
+    /// 1 while a fault is injected, by fault.
+    fault_active: IntGaugeVec,
+    /// What `/healthz` and `/readyz` answer now, 1 = healthy, by check.
+    health: IntGaugeVec,
 }
 
 /// Registers `collector` in `registry`. Names are compile-time constants registered once,
@@ -231,6 +239,28 @@ impl Metrics {
             )
             .expect("valid metric definition"),
         );
+        let fault_active = register(
+            &registry,
+            IntGaugeVec::new(
+                opts(
+                    "inetsvc_fault_active",
+                    "1 while a fault is injected on purpose (training), by fault; see docs/faults.md.",
+                ),
+                &["service", "fault"],
+            )
+            .expect("valid metric definition"),
+        );
+        let health = register(
+            &registry,
+            IntGaugeVec::new(
+                opts(
+                    "inetsvc_health",
+                    "What the health endpoints answer: check=\"liveness\" (/healthz), check=\"readiness\" (/readyz); 1 = passing.",
+                ),
+                &["service", "check"],
+            )
+            .expect("valid metric definition"),
+        );
         let build_info = register(
             &registry,
             IntGaugeVec::new(
@@ -260,6 +290,22 @@ impl Metrics {
             connections_max,
             spans_exported,
             spans_dropped,
+            fault_active,
+            health,
+        }
+    }
+
+    /// The `inetsvc_fault_active` family and this service's label, for [`crate::fault::Faults`].
+    pub fn fault_gauge(&self) -> (IntGaugeVec, &'static str) {
+        (self.fault_active.clone(), self.service)
+    }
+
+    /// Publishes what the health endpoints answer now.
+    pub fn set_health(&self, live: bool, ready: bool) {
+        for (check, passing) in [("liveness", live), ("readiness", ready)] {
+            self.health
+                .with_label_values(&[self.service, check])
+                .set(i64::from(passing));
         }
     }
 
@@ -340,11 +386,11 @@ struct TransportMetrics {
     bytes_received: IntCounter,
     bytes_sent: IntCounter,
     /// Indexed like [`RejectReason::ALL`].
-    rejected: [IntCounter; 2],
+    rejected: [IntCounter; 3],
     /// Indexed like [`DropReason::ALL`].
-    dropped: [IntCounter; 4],
+    dropped: [IntCounter; 5],
     /// Indexed like [`ErrorKind::ALL`].
-    errors: [IntCounter; 8],
+    errors: [IntCounter; 9],
 }
 
 /// The hot path's view of the metrics: cheap to clone, a no-op when metrics are off.

@@ -10,10 +10,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::concurrency::TcpConcurrency;
 use crate::config::{self, ConfigError, LoadError, Mode, RuntimeConfig};
 use crate::conn::ConnSettings;
+use crate::fault::{self, AdminApi, FaultRequest, Faults};
 use crate::healthcheck;
 use crate::limits::{self, RateLimiter};
 use crate::listener::{bind_tcp, bind_udp, ConnectionCaps, TcpServer, UdpServer};
@@ -74,6 +75,21 @@ pub fn run<S: Service>(
         Ok(service) => service,
         Err(error) => return fail(error),
     };
+    let faults = match fault::initial_faults(&settings) {
+        Ok(faults) => faults,
+        Err(error) => return fail(error),
+    };
+    let api = match fault::admin_api(&settings) {
+        Ok(api) => api,
+        Err(error) => return fail(error),
+    };
+    if api.is_some() && config.admin_listen.is_none() {
+        return fail(ConfigError::invalid(
+            "admin_api",
+            "the admin API is served on admin_listen, which is off; set admin_listen or turn admin_api off",
+        ));
+    }
+    let training = Training { faults, api };
     match mode {
         Mode::PrintConfig => {
             print!("{}", settings.to_toml());
@@ -99,12 +115,18 @@ pub fn run<S: Service>(
                     return 1;
                 }
             };
-            let code = runtime.block_on(serve(spec, config, traces, env, service));
+            let code = runtime.block_on(serve(spec, config, traces, env, service, training));
             // Connection tasks cut at the deadline must not hold the exit.
             runtime.shutdown_timeout(Duration::from_millis(100));
             code
         }
     }
+}
+
+/// Fault injection for training: the faults set at start and the admin API, if on.
+struct Training {
+    faults: Vec<FaultRequest>,
+    api: Option<AdminApi>,
 }
 
 /// The sockets of a service, all bound before anything is served, so that a bad address
@@ -149,6 +171,7 @@ async fn serve<S: Service>(
     traces: TraceConfig,
     env: HashMap<String, String>,
     service: S,
+    training: Training,
 ) -> i32 {
     let metrics = config.metrics.then(|| Metrics::new(spec.name, VERSION));
     let counters = metrics
@@ -171,7 +194,13 @@ async fn serve<S: Service>(
     let code = match bind_all(&config) {
         Ok(bound) => {
             let exporting = provider.is_some();
-            serve_until_signal(spec, &config, &traces, exporting, metrics, bound, service).await
+            let shared = Shared {
+                traces: &traces,
+                exporting,
+                metrics,
+                training,
+            };
+            serve_until_signal(spec, &config, shared, bound, service).await
         }
         Err(error) => {
             eprintln!("{}: {error}", spec.binary);
@@ -187,15 +216,28 @@ async fn serve<S: Service>(
     code
 }
 
+/// What the serving loop gets besides the configuration and the sockets.
+struct Shared<'a> {
+    traces: &'a TraceConfig,
+    /// Whether spans are exported.
+    exporting: bool,
+    metrics: Option<Metrics>,
+    training: Training,
+}
+
 async fn serve_until_signal<S: Service>(
     spec: &ServiceSpec,
     config: &RuntimeConfig,
-    traces: &TraceConfig,
-    exporting: bool,
-    metrics: Option<Metrics>,
+    shared: Shared<'_>,
     bound: Bound,
     service: S,
 ) -> i32 {
+    let Shared {
+        traces,
+        exporting,
+        metrics,
+        training,
+    } = shared;
     let max_connections = match limits::raise_fd_limit() {
         Some(fd_limit) => {
             let cap = limits::connection_cap(config.max_connections, fd_limit);
@@ -219,7 +261,13 @@ async fn serve_until_signal<S: Service>(
         Some(metrics) => metrics.transport(transport),
         None => Meter::off(),
     };
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let faults = Faults::new(metrics.as_ref().map(Metrics::fault_gauge));
+    for request in training.faults {
+        faults.set(request, "config");
+    }
+    // Every reply's time comes through the faults, so clock faults reach DAYTIME and TIME;
+    // with none set this is the system clock behind one atomic load.
+    let clock: Arc<dyn Clock> = Arc::new(faults.clone());
     let service = Arc::new(service);
     let stop_accepting = CancellationToken::new();
     let stop_admin = CancellationToken::new();
@@ -235,9 +283,12 @@ async fn serve_until_signal<S: Service>(
             version: VERSION,
             metrics: metrics.clone(),
             readiness: readiness.clone(),
+            faults: faults.clone(),
+            api: training.api.clone(),
         };
         tokio::spawn(admin::serve(listener, state, stop_admin.clone()))
     });
+    tokio::spawn(faults.clone().expire_until(stop_admin.clone()));
 
     let mut loops = Vec::new();
     if !bound.tcp.is_empty() {
@@ -248,6 +299,7 @@ async fn serve_until_signal<S: Service>(
             write_timeout: config.write_timeout,
             close_linger: config.close_linger,
             buffer_size: config.buffer_size,
+            faults: faults.clone(),
         };
         let caps = ConnectionCaps::new(max_connections, config.max_connections_per_source);
         for listener in bound.tcp {
@@ -303,6 +355,7 @@ async fn serve_until_signal<S: Service>(
                 name: spec.name,
                 concurrency: config.udp_concurrency,
                 in_flight: Arc::clone(&in_flight),
+                faults: faults.clone(),
             };
             loops.push(tokio::spawn(
                 server.run(stop_accepting.clone(), connections.clone()),
@@ -321,6 +374,7 @@ async fn serve_until_signal<S: Service>(
         metrics = config.metrics,
         tcp_concurrency = %config.tcp_concurrency,
         udp_concurrency = %config.udp_concurrency,
+        admin_api = training.api.is_some(),
         "serving"
     );
 

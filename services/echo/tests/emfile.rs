@@ -49,6 +49,7 @@ fn emfile_backs_off_without_spinning_and_recovers() {
             write_timeout: Duration::from_secs(10),
             close_linger: Duration::from_millis(100),
             buffer_size: 1024,
+            faults: inetsvc_runtime::fault::Faults::new(None),
         },
         caps: ConnectionCaps::new(100_000, 100_000),
         max_connection_time: Duration::from_secs(600),
