@@ -1,8 +1,10 @@
 //! The `inetsvc` command line's library: how to name a server ([`target`]), the book's
-//! chapter 7 clients ([`client`]), the prober ([`probe`]) and the load generator
-//! ([`bench`]).
+//! chapter 7 clients ([`client`]), the prober ([`probe`]), the load generator
+//! ([`bench`]) and the fault-injection client ([`fault`]).
 
 pub mod bench;
 pub mod client;
+pub mod exporter;
+pub mod fault;
 pub mod probe;
 pub mod target;

@@ -52,6 +52,53 @@ enum Command {
     Probe(ProbeArgs),
     /// Generate load and report throughput and latency percentiles.
     Bench(BenchArgs),
+    /// Set, clear or list injected faults through a service's admin API (training).
+    Fault(FaultArgs),
+}
+
+#[derive(Args)]
+struct FaultArgs {
+    /// The service's admin address: HOST:PORT, a URL, or echo|daytime|time for its
+    /// default admin port on 127.0.0.1.
+    #[arg(long, short = 'a', default_value = "echo", global = true)]
+    admin: String,
+    /// File holding the bearer token (default: the INETSVC_ADMIN_TOKEN variable).
+    #[arg(long, global = true)]
+    token_file: Option<std::path::PathBuf>,
+    /// Print the service's JSON answer instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    action: FaultAction,
+}
+
+#[derive(Subcommand)]
+enum FaultAction {
+    /// Set (or replace) a fault: `inetsvc fault set latency delay=200ms jitter=50ms --for 10m`.
+    Set {
+        /// The fault (see `inetsvc fault list --all`).
+        fault: String,
+        /// PARAM=VALUE settings; unnamed ones take their defaults.
+        params: Vec<String>,
+        /// Clear it by itself after this long (e.g. 10m).
+        #[arg(long = "for")]
+        lasts: Option<String>,
+    },
+    /// Clear one fault, or every fault with --all.
+    Clear {
+        /// The fault to clear.
+        #[arg(required_unless_present = "all")]
+        fault: Option<String>,
+        /// Clear every fault.
+        #[arg(long, conflicts_with = "fault")]
+        all: bool,
+    },
+    /// Show the faults set now (and with --all every fault there is).
+    List {
+        /// Also describe every fault and its parameters.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Args)]
@@ -118,6 +165,10 @@ struct ProbeArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: ProbeFormat,
+    /// Serve the results on this address as a Prometheus exporter instead (one probe per
+    /// scrape of /metrics), e.g. [::]:9100.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args)]
@@ -228,6 +279,7 @@ fn main() -> ExitCode {
         }
         Command::Probe(args) => run_probe(args),
         Command::Bench(args) => run_bench(args),
+        Command::Fault(args) => run_fault(args),
     }
 }
 
@@ -314,6 +366,16 @@ fn run_probe(args: ProbeArgs) -> ExitCode {
             retries: args.retries,
         },
     };
+    if let Some(listen) = args.listen {
+        let runtime = match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime,
+            Err(error) => return usage(format!("cannot start the runtime: {error}")),
+        };
+        return match runtime.block_on(inetsvc_cli::exporter::serve(listen, plan)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => usage(format!("--listen {listen}: {error}")),
+        };
+    }
     let checks = probe::run(&plan);
     let output = match args.format {
         ProbeFormat::Table => probe::table(&checks),
@@ -334,6 +396,80 @@ fn run_probe(args: ProbeArgs) -> ExitCode {
             );
         }
         ExitCode::from(1)
+    }
+}
+
+fn run_fault(args: FaultArgs) -> ExitCode {
+    use inetsvc_cli::fault::{self, AdminClient, FaultError};
+    let token = match &args.token_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => text.trim().to_owned(),
+            Err(error) => return usage(format!("--token-file {}: {error}", path.display())),
+        },
+        None => std::env::var("INETSVC_ADMIN_TOKEN").unwrap_or_default(),
+    };
+    let base = fault::base_url(&args.admin);
+    let client = match AdminClient::new(base, token, Duration::from_secs(5)) {
+        Ok(client) => client,
+        Err(error) => return usage(error.to_string()),
+    };
+    let outcome = match &args.action {
+        FaultAction::Set {
+            fault: name,
+            params,
+            lasts,
+        } => {
+            let body = fault::params_body(params, lasts.as_deref());
+            client.set(name, &body).map(|answer| {
+                let set = &answer["set"];
+                let text = format!(
+                    "set {} {}{}\n",
+                    set["fault"].as_str().unwrap_or(name),
+                    set["params"].as_str().unwrap_or(""),
+                    set["expires_in_seconds"]
+                        .as_f64()
+                        .map(|s| format!(" for {s:.0}s"))
+                        .unwrap_or_default()
+                );
+                (answer, text)
+            })
+        }
+        FaultAction::Clear { fault: name, all } => {
+            let which = if *all { None } else { name.as_deref() };
+            client.clear(which).map(|answer| {
+                let text = match which {
+                    Some(name) if answer["cleared"].as_array().is_some_and(|a| a.is_empty()) => {
+                        format!("{name} was not set\n")
+                    }
+                    Some(name) => format!("cleared {name}\n"),
+                    None => format!("cleared {} fault(s)\n", answer["cleared_count"]),
+                };
+                (answer, text)
+            })
+        }
+        FaultAction::List { all } => client.list().map(|answer| {
+            let mut text = fault::active_table(&answer);
+            if *all {
+                text.push('\n');
+                text.push_str(&fault::available_table(&answer));
+            }
+            (answer, text)
+        }),
+    };
+    match outcome {
+        Ok((answer, text)) => {
+            if args.json {
+                println!("{answer}");
+            } else {
+                print!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(FaultError::Invalid(reason)) => usage(reason),
+        Err(error) => {
+            eprintln!("inetsvc fault: {error}");
+            ExitCode::from(1)
+        }
     }
 }
 
