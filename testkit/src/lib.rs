@@ -460,3 +460,47 @@ pub fn xinetd_config(echo: u16, daytime: u16, time: u16) -> String {
     }
     config
 }
+
+/// The bearer token test services are started with for their `/admin/` API.
+pub const ADMIN_TOKEN: &str = "test-token-0123456789abcdef";
+
+impl Server {
+    /// Like [`Server::start`], with the `/admin/` API on and [`ADMIN_TOKEN`] as its token.
+    pub fn start_training(binary: &str, args: &[&str]) -> Server {
+        let mut full = vec!["--admin-api", "true"];
+        full.extend_from_slice(args);
+        Server::start_with_env(binary, &full, &[("INETSVC_ADMIN_TOKEN", ADMIN_TOKEN)])
+    }
+
+    /// Runs `inetsvc fault ARGS…` (the `inetsvc` binary at `cli`) against this service's
+    /// admin port with [`ADMIN_TOKEN`], and panics unless it succeeds.
+    pub fn fault(&self, cli: &str, args: &[&str]) -> String {
+        let admin = self.admin.expect("admin port").to_string();
+        let mut full = vec!["fault", "--admin", admin.as_str()];
+        full.extend_from_slice(args);
+        let output = run_binary(cli, &full, &[("INETSVC_ADMIN_TOKEN", ADMIN_TOKEN)]);
+        assert!(
+            output.status.success(),
+            "inetsvc {}: {}",
+            full.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Whether `inetsvc_fault_active{fault}` is 1.
+    pub fn fault_active(&self, fault: &str) -> bool {
+        let service = self
+            .log()
+            .iter()
+            .find_map(|line| {
+                let fields: serde_json::Value = serde_json::from_str(line).ok()?;
+                (fields["message"] == "serving")
+                    .then(|| fields["service"].as_str().map(str::to_owned))?
+            })
+            .expect("the serving line names the service");
+        self.metric(&format!(
+            "inetsvc_fault_active{{fault=\"{fault}\",service=\"{service}\"}}"
+        )) == 1.0
+    }
+}
