@@ -227,22 +227,22 @@ fn faults_from_the_config_are_set_at_start_and_listed() {
 #[test]
 fn latency_delays_tcp_and_udp_replies() {
     let server = start("echod");
-    set(&server, "latency", &["delay=300ms", "jitter=50ms"]);
+    set(&server, "latency", &["delay=800ms", "jitter=50ms"]);
     let started = Instant::now();
     assert_eq!(round_trip(server.tcp(), b"slow"), b"slow");
-    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(started.elapsed() >= Duration::from_millis(800));
     let answers = udp_answers(server.udp(), b"slow", Duration::from_secs(2));
     assert!(
-        answers[0].1 >= Duration::from_millis(300),
+        answers[0].1 >= Duration::from_millis(800),
         "{:?}",
         answers[0].1
     );
     clear(&server, "latency");
     let started = Instant::now();
     assert_eq!(round_trip(server.tcp(), b"fast"), b"fast");
-    assert!(started.elapsed() < Duration::from_millis(250));
+    assert!(started.elapsed() < Duration::from_millis(400));
     let answers = udp_answers(server.udp(), b"fast", Duration::from_secs(1));
-    assert!(answers[0].1 < Duration::from_millis(250));
+    assert!(answers[0].1 < Duration::from_millis(400));
 }
 
 #[test]
@@ -313,7 +313,7 @@ fn bandwidth_limits_the_reply_rate() {
     clear(&server, "bandwidth");
     let started = Instant::now();
     assert_eq!(round_trip(server.tcp(), &[7u8; 1000]), vec![7u8; 1000]);
-    assert!(started.elapsed() < Duration::from_millis(300));
+    assert!(started.elapsed() < Duration::from_millis(350));
 }
 
 #[test]
@@ -563,7 +563,7 @@ fn cpu_load_burns_cpu_until_cleared() {
     let server = start("echod");
     set(&server, "cpu_load", &["threads=1", "duty=1", "for=1m"]);
     let busy = cpu_over(server.pid(), Duration::from_secs(1));
-    assert!(busy >= 0.5, "{busy} CPU seconds in 1 s");
+    assert!(busy >= 0.3, "{busy} CPU seconds in 1 s");
     clear(&server, "cpu_load");
     std::thread::sleep(Duration::from_millis(100));
     let idle = cpu_over(server.pid(), Duration::from_secs(1));
