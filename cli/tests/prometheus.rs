@@ -3,18 +3,15 @@
 //! three running services while `inetsvc bench` loads them; then every PromQL expression
 //! of the Grafana dashboard and of the rules is evaluated and must return data.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use inetsvc_testkit::{free_port, http_get, Server};
+use inetsvc_testkit::prometheus::{repo, Prometheus, Targets};
+use inetsvc_testkit::{free_port, Server};
 use serde_json::Value;
 
 const INETSVC: &str = env!("CARGO_BIN_EXE_inetsvc");
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn service(name: &str) -> String {
     PathBuf::from(INETSVC)
@@ -23,102 +20,41 @@ fn service(name: &str) -> String {
         .into_owned()
 }
 
-/// Prometheus started for this test, stopped by PID.
-struct Prometheus {
+/// `inetsvc probe --listen` on a free port, probing `servers` (echo, daytime, time),
+/// stopped by PID.
+pub struct Prober {
     child: Child,
     address: String,
-    dir: PathBuf,
 }
 
-impl Drop for Prometheus {
+impl Drop for Prober {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-impl Prometheus {
-    /// Starts Prometheus with deploy/prometheus/prometheus.yml, its targets replaced by
-    /// `targets` and its rule files by the repository's.
-    fn start(targets: &[String]) -> Prometheus {
-        let dir = std::env::temp_dir().join(format!("inetsvc-prometheus-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let shipped =
-            std::fs::read_to_string(repo().join("deploy/prometheus/prometheus.yml")).unwrap();
-        let compose_targets = "['echod:9007', 'daytimed:9013', 'timed:9037']";
-        assert!(
-            shipped.contains(compose_targets),
-            "the shipped targets line changed"
-        );
-        let quoted: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-        let rules = repo()
-            .join("deploy/prometheus/rules")
-            .canonicalize()
-            .unwrap();
-        let config = shipped
-            .replace(compose_targets, &format!("[{}]", quoted.join(", ")))
-            .replace(
-                "/etc/prometheus/rules/*.yml",
-                &format!("{}/*.yml", rules.display()),
-            )
-            .replace("scrape_interval: 5s", "scrape_interval: 1s")
-            .replace("evaluation_interval: 5s", "evaluation_interval: 1s");
-        let port = free_port();
-        let config = config.replace("localhost:9090", &format!("127.0.0.1:{port}"));
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let address = format!("127.0.0.1:{port}");
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={address}"))
-            .stdin(Stdio::null())
+impl Prober {
+    fn start(servers: &[Server; 3], extra: &[&str]) -> Prober {
+        let address = format!("127.0.0.1:{}", free_port());
+        let [echo, daytime, time] = servers.each_ref().map(|s| s.tcp().to_string());
+        let child = Command::new(INETSVC)
+            .args([
+                "probe",
+                "--echo",
+                &echo,
+                "--daytime",
+                &daytime,
+                "--time",
+                &time,
+            ])
+            .args(["--timeout", "300ms", "--retries", "1", "--listen", &address])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("Debian's prometheus is needed; the README test command installs it");
-        let prometheus = Prometheus {
-            child,
-            address,
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = std::net::TcpStream::connect(&prometheus.address).is_ok()
-                && http_get(prometheus.address.parse().unwrap(), "/-/ready").0 == 200;
-            if ready {
-                return prometheus;
-            }
-            assert!(Instant::now() < deadline, "prometheus did not become ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn api(&self, path: &str) -> Value {
-        let (status, body) = http_get(self.address.parse().unwrap(), path);
-        assert_eq!(status, 200, "{path}: {body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    fn query(&self, expr: &str) -> Value {
-        let encoded: String = expr
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let answer = self.api(&format!("/api/v1/query?query={encoded}"));
-        assert_eq!(answer["status"], "success", "{expr}: {answer}");
-        answer["data"]["result"].clone()
+            .unwrap();
+        Prober { child, address }
     }
 }
 
@@ -157,7 +93,15 @@ fn every_dashboard_and_rule_expression_returns_data_from_a_real_prometheus() {
         .iter()
         .map(|s| s.admin.unwrap().to_string())
         .collect();
-    let prometheus = Prometheus::start(&targets);
+    let prober = Prober::start(&servers, &[]);
+    let prometheus = Prometheus::start(
+        &Targets {
+            services: &targets,
+            prober: &prober.address,
+        },
+        1,
+    );
+    prometheus.wait_up("inetsvc-probe", 1);
 
     // Scraping has started for every target before the load begins.
     let deadline = Instant::now() + Duration::from_secs(30);

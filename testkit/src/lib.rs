@@ -6,6 +6,7 @@
 //! test ever stops anything by name.
 
 pub mod otlp;
+pub mod prometheus;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
