@@ -1,6 +1,6 @@
 # One Dockerfile, a stage per service, two ways to build:
 #
-# Offline (the default targets: echod, daytimed, timed): pack static binaries built on the
+# Offline (the default targets: echod, daytimed, timed, inetsvc): pack static binaries built on the
 # host into `scratch`. Build them with `scripts/build-static`, which puts them in dist/.
 # These stages come first, so that the classic builder, which builds every stage up to
 # the target, never needs the Rust image.
@@ -51,6 +51,19 @@ EXPOSE 37/tcp 37/udp 9037/tcp
 HEALTHCHECK --interval=5s --timeout=3s --start-period=2s --retries=3 CMD ["/timed", "healthcheck"]
 ENTRYPOINT ["/timed"]
 
+# The inetsvc command: the compose stack's prober (`inetsvc probe --listen`), and the
+# training profile's trainer and client traffic.
+FROM scratch AS inetsvc-base
+ARG VERSION
+LABEL org.opencontainers.image.title="inetsvc" \
+      org.opencontainers.image.description="ECHO, DAYTIME and TIME clients, prober, load generator, fault-injection client" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0"
+USER 65532:65532
+EXPOSE 9100/tcp
+HEALTHCHECK --interval=10s --timeout=5s --start-period=2s --retries=3 CMD ["/inetsvc", "healthcheck"]
+ENTRYPOINT ["/inetsvc"]
+
 # ---- offline: static binaries built on the host (scripts/build-static) ----
 
 FROM echod-base AS echod
@@ -62,6 +75,9 @@ COPY dist/daytimed /daytimed
 FROM timed-base AS timed
 COPY dist/timed /timed
 
+FROM inetsvc-base AS inetsvc
+COPY dist/inetsvc /inetsvc
+
 # ---- from source (needs the Rust image from a registry) ----
 
 FROM rust:1.88-bookworm AS builder
@@ -70,11 +86,12 @@ COPY . .
 # Static glibc; scratch has no /dev/urandom, so getrandom must use the syscall.
 ENV RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\""
 RUN cargo build --release --locked --target x86_64-unknown-linux-gnu \
-        -p inetsvc-echo -p inetsvc-daytime -p inetsvc-time \
+        -p inetsvc-echo -p inetsvc-daytime -p inetsvc-time -p inetsvc-cli \
     && mkdir /dist \
     && cp target/x86_64-unknown-linux-gnu/release/echod \
           target/x86_64-unknown-linux-gnu/release/daytimed \
-          target/x86_64-unknown-linux-gnu/release/timed /dist/
+          target/x86_64-unknown-linux-gnu/release/timed \
+          target/x86_64-unknown-linux-gnu/release/inetsvc /dist/
 
 FROM echod-base AS echod-from-source
 COPY --from=builder /dist/echod /echod
@@ -84,3 +101,6 @@ COPY --from=builder /dist/daytimed /daytimed
 
 FROM timed-base AS timed-from-source
 COPY --from=builder /dist/timed /timed
+
+FROM inetsvc-base AS inetsvc-from-source
+COPY --from=builder /dist/inetsvc /inetsvc

@@ -54,6 +54,13 @@ enum Command {
     Bench(BenchArgs),
     /// Set, clear or list injected faults through a service's admin API (training).
     Fault(FaultArgs),
+    /// Exit 0 if URL answers 200, else 1: the prober container's health check (the image
+    /// has no shell or curl).
+    Healthcheck {
+        /// What to ask.
+        #[arg(default_value = "http://127.0.0.1:9100/healthz")]
+        url: String,
+    },
 }
 
 #[derive(Args)]
@@ -280,6 +287,23 @@ fn main() -> ExitCode {
         Command::Probe(args) => run_probe(args),
         Command::Bench(args) => run_bench(args),
         Command::Fault(args) => run_fault(args),
+        Command::Healthcheck { url } => {
+            let answer = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(3))
+                .build()
+                .and_then(|client| client.get(&url).send());
+            match answer {
+                Ok(response) if response.status() == reqwest::StatusCode::OK => ExitCode::SUCCESS,
+                Ok(response) => {
+                    eprintln!("inetsvc healthcheck: {url} answered {}", response.status());
+                    ExitCode::from(1)
+                }
+                Err(error) => {
+                    eprintln!("inetsvc healthcheck: {url}: {error}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
 }
 

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use inetsvc_testkit::prometheus::{repo, Prometheus, Targets};
-use inetsvc_testkit::{free_port, Server};
+use inetsvc_testkit::prometheus::{repo, Prober, Prometheus, Targets};
+use inetsvc_testkit::Server;
 use serde_json::Value;
 
 const INETSVC: &str = env!("CARGO_BIN_EXE_inetsvc");
@@ -18,44 +18,6 @@ fn service(name: &str) -> String {
         .with_file_name(name)
         .to_string_lossy()
         .into_owned()
-}
-
-/// `inetsvc probe --listen` on a free port, probing `servers` (echo, daytime, time),
-/// stopped by PID.
-pub struct Prober {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Prober {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prober {
-    fn start(servers: &[Server; 3], extra: &[&str]) -> Prober {
-        let address = format!("127.0.0.1:{}", free_port());
-        let [echo, daytime, time] = servers.each_ref().map(|s| s.tcp().to_string());
-        let child = Command::new(INETSVC)
-            .args([
-                "probe",
-                "--echo",
-                &echo,
-                "--daytime",
-                &daytime,
-                "--time",
-                &time,
-            ])
-            .args(["--timeout", "300ms", "--retries", "1", "--listen", &address])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Prober { child, address }
-    }
 }
 
 /// Metric names an expression reads (not recording-rule names, which hold a colon).
@@ -93,7 +55,7 @@ fn every_dashboard_and_rule_expression_returns_data_from_a_real_prometheus() {
         .iter()
         .map(|s| s.admin.unwrap().to_string())
         .collect();
-    let prober = Prober::start(&servers, &[]);
+    let prober = Prober::start(INETSVC, &servers.each_ref().map(|s| s.tcp()), &[]);
     let prometheus = Prometheus::start(
         &Targets {
             services: &targets,

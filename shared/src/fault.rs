@@ -1068,3 +1068,29 @@ mod tests {
         assert!(!token_matches(b"0123456789abcde", b"0123456789abcdef"));
     }
 }
+
+#[cfg(test)]
+mod docs {
+    use super::*;
+
+    /// docs/faults.md lists every fault with every parameter and its default.
+    #[test]
+    fn every_fault_is_documented() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/faults.md");
+        let docs = std::fs::read_to_string(path).unwrap();
+        for kind in FaultKind::ALL {
+            let row = docs
+                .lines()
+                .find(|line| line.starts_with(&format!("| `{}` |", kind.name())))
+                .unwrap_or_else(|| panic!("docs/faults.md has no row for {}", kind.name()));
+            for param in kind.params() {
+                let shown = format!("`{}` ({}", param.name, param.default);
+                assert!(
+                    row.contains(&shown),
+                    "{}: {shown} missing in `{row}`",
+                    kind.name()
+                );
+            }
+        }
+    }
+}

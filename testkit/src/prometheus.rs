@@ -247,6 +247,47 @@ impl Prometheus {
     }
 }
 
+/// `inetsvc probe --listen` on a free port, stopped by PID: the compose stack's prober.
+pub struct Prober {
+    child: Child,
+    /// Where it serves `/metrics`.
+    pub address: String,
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prober {
+    /// Starts the prober (`cli` is the `inetsvc` binary) against the ECHO, DAYTIME and
+    /// TIME servers at `servers`, with short timeouts so that a failing check fits in a
+    /// scrape; `extra` adds flags (`--only echo`).
+    pub fn start(cli: &str, servers: &[std::net::SocketAddr; 3], extra: &[&str]) -> Prober {
+        let address = format!("127.0.0.1:{}", free_port());
+        let [echo, daytime, time] = servers.map(|s| s.to_string());
+        let child = Command::new(cli)
+            .args([
+                "probe",
+                "--echo",
+                &echo,
+                "--daytime",
+                &daytime,
+                "--time",
+                &time,
+            ])
+            .args(["--timeout", "300ms", "--retries", "1", "--listen", &address])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cli} probe: {e}"));
+        Prober { child, address }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
