@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
@@ -14,13 +13,7 @@ const INETSVC: &str = env!("CARGO_BIN_EXE_inetsvc");
 
 /// A service binary of this workspace, built beside `inetsvc` by `cargo test --workspace`.
 fn service(name: &str) -> String {
-    let path = PathBuf::from(INETSVC).with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the workspace first (`cargo build --workspace`; the README test command does)",
-        path.display()
-    );
-    path.to_string_lossy().into_owned()
+    inetsvc_testkit::beside(INETSVC, name)
 }
 
 /// The three project servers on loopback.

@@ -3,7 +3,6 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use inetsvc_testkit::{round_trip, run_binary, Server};
@@ -19,10 +18,7 @@ const DESIGNS: [(&str, &str); 4] = [
 ];
 
 fn service(name: &str) -> String {
-    PathBuf::from(INETSVC)
-        .with_file_name(name)
-        .to_string_lossy()
-        .into_owned()
+    inetsvc_testkit::beside(INETSVC, name)
 }
 
 fn start(binary: &str, tcp: &str, udp: &str, extra: &[&str]) -> Server {

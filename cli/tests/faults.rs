@@ -5,7 +5,6 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use inetsvc_testkit::{http_get, round_trip, run_binary, Server, ADMIN_TOKEN};
@@ -13,10 +12,7 @@ use inetsvc_testkit::{http_get, round_trip, run_binary, Server, ADMIN_TOKEN};
 const INETSVC: &str = env!("CARGO_BIN_EXE_inetsvc");
 
 fn binary(name: &str) -> String {
-    PathBuf::from(INETSVC)
-        .with_file_name(name)
-        .to_string_lossy()
-        .into_owned()
+    inetsvc_testkit::beside(INETSVC, name)
 }
 
 fn start(name: &str) -> Server {

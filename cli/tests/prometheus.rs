@@ -3,7 +3,6 @@
 //! three running services while `inetsvc bench` loads them; then every PromQL expression
 //! of the Grafana dashboard and of the rules is evaluated and must return data.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,10 +13,7 @@ use serde_json::Value;
 const INETSVC: &str = env!("CARGO_BIN_EXE_inetsvc");
 
 fn service(name: &str) -> String {
-    PathBuf::from(INETSVC)
-        .with_file_name(name)
-        .to_string_lossy()
-        .into_owned()
+    inetsvc_testkit::beside(INETSVC, name)
 }
 
 /// Metric names an expression reads (not recording-rule names, which hold a colon).

@@ -6,7 +6,6 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,10 +23,7 @@ const COMPRESSION: u64 = 30;
 const PATIENCE: Duration = Duration::from_secs(90);
 
 fn binary(name: &str) -> String {
-    PathBuf::from(INETSVC)
-        .with_file_name(name)
-        .to_string_lossy()
-        .into_owned()
+    inetsvc_testkit::beside(INETSVC, name)
 }
 
 /// One scenario's world: the three services (fault API on), the prober, Prometheus.

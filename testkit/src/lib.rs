@@ -505,3 +505,15 @@ impl Server {
         )) == 1.0
     }
 }
+
+/// The path of binary `name` built beside `binary` (a `CARGO_BIN_EXE_…` path): how the
+/// CLI's tests find the service binaries of the same workspace build.
+pub fn beside(binary: &str, name: &str) -> String {
+    let path = std::path::PathBuf::from(binary).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`; the README test command does)",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
