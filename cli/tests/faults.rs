@@ -209,6 +209,10 @@ fn faults_from_the_config_are_set_at_start_and_listed() {
         "{listing}"
     );
     assert_eq!(server.get("/readyz").0, 503);
+    assert!(server.log().iter().any(|l| l.contains("fault set")
+        && l.contains("clock_offset")
+        && l.contains("offset=1h")
+        && l.contains("config")));
     // not_ready expires by itself; its gauge and log follow.
     std::thread::sleep(Duration::from_millis(1300));
     assert_eq!(server.get("/readyz").0, 200);
