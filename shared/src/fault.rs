@@ -539,7 +539,8 @@ impl Drop for CpuBurn {
     }
 }
 
-/// What a load fault holds while it is set.
+/// What a load fault holds while it is set. Never read: holding it is the load, and
+/// dropping it (clear, expiry, replacement) ends the load.
 #[derive(Debug)]
 enum Load {
     Cpu(#[allow(dead_code)] CpuBurn),
