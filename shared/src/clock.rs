@@ -1,8 +1,9 @@
 //! The injected clock.
 //!
 //! Protocol functions take the time as an argument and the runtime reads it through
-//! [`Clock`], so that tests (and, later, clock-fault injection) never depend on the wall
-//! clock (DESIGN.md, "Layout").
+//! [`Clock`], so that tests and clock faults never depend on the wall clock (DESIGN.md,
+//! "Layout"). The services run on [`crate::fault::Faults`], which is the system clock
+//! with the clock faults applied.
 
 use std::time::SystemTime;
 
