@@ -129,8 +129,16 @@ async fn set_fault(
     let request = FaultKind::parse(&name).and_then(|kind| FaultRequest::parse(kind, body.trim()));
     match request {
         Ok(request) => {
-            let active = state.faults.set(request, "api");
-            json(StatusCode::OK, &serde_json::json!({ "set": active }))
+            // A memory load fills up to 1 GiB before it is set: off the runtime's threads,
+            // so that serving (one thread in the single-thread design) never waits for it.
+            let faults = state.faults.clone();
+            match tokio::task::spawn_blocking(move || faults.set(request, "api")).await {
+                Ok(active) => json(StatusCode::OK, &serde_json::json!({ "set": active })),
+                Err(error) => json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &serde_json::json!({ "error": error.to_string() }),
+                ),
+            }
         }
         Err(reason) => bad_request(reason),
     }

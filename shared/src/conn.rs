@@ -200,23 +200,13 @@ impl Conn {
             tokio::time::sleep(wait).await;
         }
         let mut reply = data.to_vec();
-        let mut cut = false;
-        if let Some(max) = faults.truncate() {
-            let room = max.saturating_sub(self.sent);
-            if (reply.len() as u64) >= room {
-                reply.truncate(room as usize);
-                cut = true;
-            }
-        }
+        let cut = faults
+            .truncate()
+            .is_some_and(|max| cut_at(&mut reply, self.sent, max));
         faults.corrupt(&mut reply);
-        let mut reset = false;
-        if let Some(after) = self.reset_after {
-            let room = after.saturating_sub(self.sent);
-            if (reply.len() as u64) >= room {
-                reply.truncate(room as usize);
-                reset = true;
-            }
-        }
+        let reset = self
+            .reset_after
+            .is_some_and(|after| cut_at(&mut reply, self.sent, after));
         match faults.bandwidth() {
             Some(rate) => {
                 // Chunks of a tenth of a second's worth keep the rate smooth.
@@ -281,6 +271,19 @@ impl Conn {
     fn count_received(&mut self, n: usize) {
         self.received += n as u64;
         self.settings.meter.received(n);
+    }
+}
+
+/// Cuts `reply` so that at most `limit` bytes will have been sent on a connection that
+/// has sent `sent`; true when the limit is reached (truncate and tcp_reset both stop
+/// there).
+fn cut_at(reply: &mut Vec<u8>, sent: u64, limit: u64) -> bool {
+    let room = limit.saturating_sub(sent);
+    if reply.len() as u64 >= room {
+        reply.truncate(room as usize);
+        true
+    } else {
+        false
     }
 }
 

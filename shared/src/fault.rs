@@ -219,6 +219,22 @@ pub enum Fault {
     MemoryLoad { mib: u64 },
 }
 
+impl Fault {
+    /// The chance it strikes each connection or reply; 1 for faults that always act.
+    fn probability(&self) -> f64 {
+        match *self {
+            Fault::TcpRefuse { probability }
+            | Fault::TcpReset { probability, .. }
+            | Fault::Corrupt { probability }
+            | Fault::UdpDrop { probability }
+            | Fault::UdpDuplicate { probability }
+            | Fault::UdpDelay { probability, .. }
+            | Fault::UdpReorder { probability } => probability,
+            _ => 1.0,
+        }
+    }
+}
+
 /// A fault to set: what, with which parameters (as text, for logs and the API), for how long.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultRequest {
@@ -747,20 +763,19 @@ impl Faults {
             .collect()
     }
 
-    /// The fault of `kind`, if set and not expired, with when it was set.
-    fn get(&self, kind: FaultKind) -> Option<(Fault, Instant, SystemTime)> {
+    /// The fault of `kind`, if set and not expired.
+    fn fault(&self, kind: FaultKind) -> Option<Fault> {
         if !self.any() {
             return None;
         }
         let table = self.table();
         let entry = table.get(&kind)?;
-        entry
-            .live(Instant::now())
-            .then_some((entry.request.fault, entry.set_at, entry.set_wall))
+        entry.live(Instant::now()).then_some(entry.request.fault)
     }
 
-    fn fault(&self, kind: FaultKind) -> Option<Fault> {
-        self.get(kind).map(|(fault, _, _)| fault)
+    /// The fault of `kind`, if set and its probability strikes this time.
+    fn strikes(&self, kind: FaultKind) -> Option<Fault> {
+        self.fault(kind).filter(|fault| chance(fault.probability()))
     }
 
     /// `latency`: how long to wait before this reply.
@@ -773,16 +788,13 @@ impl Faults {
 
     /// `tcp_refuse`: whether to refuse this connection.
     pub fn refuse(&self) -> bool {
-        matches!(self.fault(FaultKind::TcpRefuse), Some(Fault::TcpRefuse { probability }) if chance(probability))
+        self.strikes(FaultKind::TcpRefuse).is_some()
     }
 
     /// `tcp_reset`: after how many sent bytes to reset this connection, if at all.
     pub fn reset_after(&self) -> Option<u64> {
-        match self.fault(FaultKind::TcpReset)? {
-            Fault::TcpReset {
-                probability,
-                after_bytes,
-            } if chance(probability) => Some(after_bytes),
+        match self.strikes(FaultKind::TcpReset)? {
+            Fault::TcpReset { after_bytes, .. } => Some(after_bytes),
             _ => None,
         }
     }
@@ -813,39 +825,33 @@ impl Faults {
 
     /// `corrupt`: inverts one random byte of `reply` when the fault strikes.
     pub fn corrupt(&self, reply: &mut [u8]) {
-        if let Some(Fault::Corrupt { probability }) = self.fault(FaultKind::Corrupt) {
-            if !reply.is_empty() && chance(probability) {
-                let at = fastrand::usize(..reply.len());
-                reply[at] = !reply[at];
-            }
+        if !reply.is_empty() && self.strikes(FaultKind::Corrupt).is_some() {
+            let at = fastrand::usize(..reply.len());
+            reply[at] = !reply[at];
         }
     }
 
     /// `udp_drop`: whether to drop this request.
     pub fn udp_drop(&self) -> bool {
-        matches!(self.fault(FaultKind::UdpDrop), Some(Fault::UdpDrop { probability }) if chance(probability))
+        self.strikes(FaultKind::UdpDrop).is_some()
     }
 
     /// `udp_duplicate`: whether to send this answer twice.
     pub fn udp_duplicate(&self) -> bool {
-        matches!(self.fault(FaultKind::UdpDuplicate), Some(Fault::UdpDuplicate { probability }) if chance(probability))
+        self.strikes(FaultKind::UdpDuplicate).is_some()
     }
 
     /// `udp_delay`: how late to send this answer.
     pub fn udp_delay(&self) -> Option<Duration> {
-        match self.fault(FaultKind::UdpDelay)? {
-            Fault::UdpDelay {
-                probability,
-                delay,
-                jitter,
-            } if chance(probability) => Some(delay + random_upto(jitter)),
+        match self.strikes(FaultKind::UdpDelay)? {
+            Fault::UdpDelay { delay, jitter, .. } => Some(delay + random_upto(jitter)),
             _ => None,
         }
     }
 
     /// `udp_reorder`: whether to hold this answer back.
     pub fn udp_reorder(&self) -> bool {
-        matches!(self.fault(FaultKind::UdpReorder), Some(Fault::UdpReorder { probability }) if chance(probability))
+        self.strikes(FaultKind::UdpReorder).is_some()
     }
 
     /// Holds an answer back unless one is held already (then `None`: send it now); the
@@ -893,25 +899,32 @@ impl Clock for Faults {
     /// The system time with the clock faults applied: freeze or wrap fix the base, drift
     /// grows from when it was set, offset shifts the result.
     fn now(&self) -> SystemTime {
-        let real = SystemTime::now();
+        let mut now = SystemTime::now();
         if !self.any() {
-            return real;
+            return now;
         }
-        let mut now = real;
-        if let Some((_, _, set_wall)) = self.get(FaultKind::ClockFreeze) {
-            now = set_wall;
-        } else if let Some((Fault::ClockWrap { before }, set_at, _)) =
-            self.get(FaultKind::ClockWrap)
-        {
-            let wrap = UNIX_EPOCH + Duration::from_secs(TIME_WRAP_UNIX);
-            now = wrap.checked_sub(before).unwrap_or(wrap) + set_at.elapsed();
+        // One look at the table for all four clock faults.
+        let table = self.table();
+        let instant = Instant::now();
+        let live = |kind| table.get(&kind).filter(|entry| entry.live(instant));
+        if let Some(entry) = live(FaultKind::ClockFreeze) {
+            now = entry.set_wall;
+        } else if let Some(entry) = live(FaultKind::ClockWrap) {
+            if let Fault::ClockWrap { before } = entry.request.fault {
+                let wrap = UNIX_EPOCH + Duration::from_secs(TIME_WRAP_UNIX);
+                now = wrap.checked_sub(before).unwrap_or(wrap) + entry.set_at.elapsed();
+            }
         }
-        if let Some((Fault::ClockDrift { ppm }, set_at, _)) = self.get(FaultKind::ClockDrift) {
-            let drift = set_at.elapsed().as_nanos() as f64 * ppm / 1e6;
-            now = shift(now, drift as i128);
+        if let Some(entry) = live(FaultKind::ClockDrift) {
+            if let Fault::ClockDrift { ppm } = entry.request.fault {
+                let drift = entry.set_at.elapsed().as_nanos() as f64 * ppm / 1e6;
+                now = shift(now, drift as i128);
+            }
         }
-        if let Some(Fault::ClockOffset { offset_ns }) = self.fault(FaultKind::ClockOffset) {
-            now = shift(now, offset_ns);
+        if let Some(entry) = live(FaultKind::ClockOffset) {
+            if let Fault::ClockOffset { offset_ns } = entry.request.fault {
+                now = shift(now, offset_ns);
+            }
         }
         now
     }
