@@ -9,13 +9,9 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use inetsvc_proto::{daytime as daytime_wire, time as time_wire, MAX_DATAGRAM};
+
 use crate::target::Target;
-
-/// Seconds from 1900 to 1970 (RFC 868).
-const SECONDS_1900_TO_1970: i64 = 2_208_988_800;
-
-/// Largest datagram we accept back: the largest UDP payload over IPv6.
-const MAX_DATAGRAM: usize = 65_527;
 
 /// TCP or UDP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -339,22 +335,15 @@ pub fn daytime(
     Ok((line, reply))
 }
 
-/// The DAYTIME answer as text: ASCII, at most one line, ending in LF or CRLF (or not at
-/// all, which the RFC allows).
+/// The DAYTIME answer as text: one ASCII line (the wire crate says what a line is).
 pub fn daytime_line(reply: &Reply) -> Result<String, ClientError> {
-    let text = String::from_utf8_lossy(&reply.bytes).into_owned();
-    let line = text.trim_end_matches(['\r', '\n']);
-    if reply.bytes.is_empty()
-        || !reply.bytes.is_ascii()
-        || line.contains('\n')
-        || line.trim().is_empty()
-    {
-        return Err(ClientError::NotALine {
+    match daytime_wire::answer_line(&reply.bytes) {
+        Some(line) => Ok(line.to_owned()),
+        None => Err(ClientError::NotALine {
             peer: reply.peer,
-            text,
-        });
+            text: String::from_utf8_lossy(&reply.bytes).into_owned(),
+        }),
     }
-    Ok(line.to_owned())
 }
 
 /// TIME (RFC 868): the server's clock.
@@ -364,42 +353,12 @@ pub fn time(
     options: &Options,
 ) -> Result<(SystemTime, Reply), ClientError> {
     let reply = exchange(target, transport, question(transport), options)?;
-    let bytes: [u8; 4] =
-        reply
-            .bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| ClientError::WrongLength {
-                peer: reply.peer,
-                expected: "exactly 4",
-                got: reply.bytes.len(),
-            })?;
-    Ok((decode_time(bytes, reply.sent_at), reply))
-}
-
-/// RFC 868 seconds since 1900, mod 2^32, as a time: of the 136-year eras the counter
-/// cannot tell apart, the one nearest `local_now` — so that it keeps working after the
-/// 2036 wrap.
-pub fn decode_time(bytes: [u8; 4], local_now: SystemTime) -> SystemTime {
-    let counter = i64::from(u32::from_be_bytes(bytes));
-    let now = unix_seconds(local_now);
-    let era = 1i64 << 32;
-    let base = counter - SECONDS_1900_TO_1970;
-    // The era whose reading lies within half an era of the local clock, whatever the date
-    // (the fuzz test found that a fixed list of eras fails after the year 2172).
-    let nearest = base + (now - base + era / 2).div_euclid(era) * era;
-    if nearest >= 0 {
-        UNIX_EPOCH + Duration::from_secs(nearest as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(nearest.unsigned_abs())
-    }
-}
-
-fn unix_seconds(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
-    }
+    let answer = time_wire::answer(&reply.bytes).ok_or(ClientError::WrongLength {
+        peer: reply.peer,
+        expected: "exactly 4",
+        got: reply.bytes.len(),
+    })?;
+    Ok((time_wire::decode(answer, reply.sent_at), reply))
 }
 
 /// The server's clock minus ours, in seconds: the server's whole second is taken at its
@@ -425,26 +384,6 @@ mod tests {
 
     fn unix(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
-    }
-
-    #[test]
-    fn decode_time_reads_rfc_868_values() {
-        assert_eq!(
-            decode_time(2_208_988_800u32.to_be_bytes(), unix(0)),
-            unix(0)
-        );
-        let now = unix(1_795_554_893);
-        let counter = (1_795_554_893u64 + 2_208_988_800) as u32;
-        assert_eq!(decode_time(counter.to_be_bytes(), now), now);
-    }
-
-    #[test]
-    fn decode_time_keeps_working_across_the_2036_wrap() {
-        let wrap = 2_085_978_496u64; // 2036-02-07T06:28:16Z
-        let just_after = unix(wrap + 10);
-        assert_eq!(decode_time([0, 0, 0, 10], just_after), just_after);
-        let just_before = unix(wrap - 1);
-        assert_eq!(decode_time([0xff; 4], just_after), just_before);
     }
 
     fn reply(bytes: &[u8]) -> Reply {

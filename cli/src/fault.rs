@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use inetsvc_proto::Protocol;
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 
@@ -44,10 +45,10 @@ pub enum FaultError {
 /// (`echo`, `daytime`, `time`) for that service's default admin port on 127.0.0.1.
 pub fn base_url(admin: &str) -> String {
     let admin = admin.trim_end_matches('/');
+    if let Some(protocol) = Protocol::ALL.into_iter().find(|p| p.name() == admin) {
+        return format!("http://127.0.0.1:{}", protocol.admin_port());
+    }
     match admin {
-        "echo" => "http://127.0.0.1:9007".to_owned(),
-        "daytime" => "http://127.0.0.1:9013".to_owned(),
-        "time" => "http://127.0.0.1:9037".to_owned(),
         _ if admin.starts_with("http://") || admin.starts_with("https://") => admin.to_owned(),
         _ => format!("http://{admin}"),
     }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use inetsvc_proto::daytime;
 
 use crate::client::{self, ClientError, Options, Reply, Transport};
 use crate::target::{Service, Target};
@@ -133,7 +134,10 @@ pub fn parse_daytime(line: &str) -> Option<SystemTime> {
     if let Ok(time) = DateTime::parse_from_rfc2822(line) {
         return Some(time.with_timezone(&Utc).into());
     }
-    for format in ["%a %b %e %H:%M:%S %Y", "%d %b %Y %H:%M:%S UTC"] {
+    for format in [
+        daytime::Format::Ctime.pattern(true),
+        daytime::XINETD_PATTERN,
+    ] {
         if let Ok(time) = NaiveDateTime::parse_from_str(line, format) {
             return Some(time.and_utc().into());
         }

@@ -6,6 +6,8 @@
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 
+use inetsvc_proto::Protocol;
+
 /// The services this tool speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -22,22 +24,23 @@ impl Service {
     /// Every service, in probe order.
     pub const ALL: [Service; 3] = [Service::Echo, Service::Daytime, Service::Time];
 
+    /// The protocol's wire facts.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Service::Echo => Protocol::Echo,
+            Service::Daytime => Protocol::Daytime,
+            Service::Time => Protocol::Time,
+        }
+    }
+
     /// The well-known port.
     pub fn port(self) -> u16 {
-        match self {
-            Service::Echo => 7,
-            Service::Daytime => 13,
-            Service::Time => 37,
-        }
+        self.protocol().port()
     }
 
     /// The service name, as in /etc/services.
     pub fn name(self) -> &'static str {
-        match self {
-            Service::Echo => "echo",
-            Service::Daytime => "daytime",
-            Service::Time => "time",
-        }
+        self.protocol().name()
     }
 }
 
@@ -46,10 +49,7 @@ pub fn port_by_name(text: &str) -> Option<u16> {
     if let Ok(port) = text.parse::<u16>() {
         return (port != 0).then_some(port);
     }
-    Service::ALL
-        .iter()
-        .find(|s| s.name().eq_ignore_ascii_case(text))
-        .map(|s| s.port())
+    Protocol::from_name(text).map(Protocol::port)
 }
 
 /// A server to talk to: a host name or address and a port.

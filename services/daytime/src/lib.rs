@@ -8,6 +8,8 @@ use std::io::Write;
 use std::time::SystemTime;
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+pub use inetsvc_proto::daytime::Format;
+use inetsvc_proto::{daytime::LINE_END, time, Protocol};
 use inetsvc_runtime::{ConfigError, Conn, ConnError, Key, Service, ServiceSpec, Settings};
 
 /// The DAYTIME service's description for the runtime.
@@ -15,8 +17,8 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     name: "daytime",
     binary: "daytimed",
     about: "DAYTIME service (RFC 867) over TCP and UDP, with metrics, health and graceful drain",
-    port: 13,
-    admin_port: 9013,
+    port: Protocol::Daytime.port(),
+    admin_port: Protocol::Daytime.admin_port(),
     keys: &[
         Key {
             name: "daytime_format",
@@ -30,29 +32,6 @@ pub const SPEC: ServiceSpec = ServiceSpec {
         },
     ],
 };
-
-/// The answer's syntax.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// ctime(3) as BSD inetd sends it: `Tue Nov 24 21:14:53 2026`.
-    Ctime,
-    /// RFC 3339: `2026-11-24T21:14:53Z`.
-    Rfc3339,
-    /// RFC 2822: `Tue, 24 Nov 2026 21:14:53 +0000`.
-    Rfc2822,
-}
-
-impl Format {
-    /// Parses a `daytime_format` value.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text.to_ascii_lowercase().as_str() {
-            "ctime" => Ok(Format::Ctime),
-            "rfc3339" => Ok(Format::Rfc3339),
-            "rfc2822" => Ok(Format::Rfc2822),
-            _ => Err("expected `ctime`, `rfc3339` or `rfc2822`".to_owned()),
-        }
-    }
-}
 
 /// The answer's time zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,20 +87,12 @@ pub fn daytime_reply(now: SystemTime, format: Format, zone: Zone, out: &mut Vec<
     }
 }
 
-/// `now` as a calendar time, clamped to the calendar's range (about ±262,000 years) so that
-/// a wild clock cannot panic the service.
+/// `now` as a calendar time, to the whole second (rounded down, also before 1970), clamped
+/// to the calendar's range (about ±262,000 years) so that a wild clock cannot panic the
+/// service.
 fn to_utc(now: SystemTime) -> DateTime<Utc> {
-    let (seconds, nanos) = match now.duration_since(std::time::UNIX_EPOCH) {
-        Ok(after) => (
-            i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
-            after.subsec_nanos(),
-        ),
-        Err(before) => (
-            i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
-            0,
-        ),
-    };
-    DateTime::from_timestamp(seconds, nanos).unwrap_or(if seconds < 0 {
+    let seconds = time::unix_seconds(now);
+    DateTime::from_timestamp(seconds, 0).unwrap_or(if seconds < 0 {
         DateTime::<Utc>::MIN_UTC
     } else {
         DateTime::<Utc>::MAX_UTC
@@ -132,14 +103,9 @@ fn write_in<Tz: TimeZone>(time: &DateTime<Tz>, format: Format, utc: bool, out: &
 where
     Tz::Offset: std::fmt::Display,
 {
-    let pattern = match format {
-        Format::Ctime => "%a %b %e %H:%M:%S %Y",
-        Format::Rfc3339 if utc => "%Y-%m-%dT%H:%M:%SZ",
-        Format::Rfc3339 => "%Y-%m-%dT%H:%M:%S%:z",
-        Format::Rfc2822 => "%a, %d %b %Y %H:%M:%S %z",
-    };
+    let pattern = format.pattern(utc);
     // Writing into a Vec cannot fail.
-    let _ = write!(out, "{}\r\n", time.format(pattern));
+    let _ = write!(out, "{}{LINE_END}", time.format(pattern));
 }
 
 /// The DAYTIME protocol with its configured format and zone.

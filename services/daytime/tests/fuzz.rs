@@ -28,12 +28,47 @@ proptest! {
     }
 
     #[test]
-    fn any_zone_or_format_text_parses_or_says_why(text in ".{0,40}") {
-        if let Err(reason) = Zone::parse(&text) {
-            prop_assert!(!reason.is_empty());
+    fn a_format_is_taken_exactly_when_it_is_one_of_the_three_names(text in prop_oneof![
+        Just("ctime".to_owned()), Just("RFC3339".to_owned()), Just("rfc2822".to_owned()), ".{0,12}"]) {
+        let named = ["ctime", "rfc3339", "rfc2822"].contains(&text.to_ascii_lowercase().as_str());
+        match Format::parse(&text) {
+            Ok(format) => {
+                prop_assert!(named, "took {text:?}");
+                prop_assert!(format.name().eq_ignore_ascii_case(&text));
+            }
+            Err(reason) => {
+                prop_assert!(!named, "refused {text:?}");
+                prop_assert!(reason.contains("rfc3339"), "{reason}");
+            }
         }
-        if let Err(reason) = Format::parse(&text) {
-            prop_assert!(!reason.is_empty());
+    }
+
+    #[test]
+    fn any_zone_text_is_taken_with_the_offset_it_says_or_refused_with_the_forms(
+        text in prop_oneof![
+            "[+-][0-9]{2}:[0-9]{2}",
+            "(Europe|America|Asia)/[A-Z][a-z]{2,10}",
+            ".{0,20}",
+        ],
+    ) {
+        match Zone::parse(&text) {
+            // Whatever was taken answers a real line for any time, and a fixed offset is
+            // the one written.
+            Ok(zone) => {
+                let mut out = Vec::new();
+                daytime_reply(time(1_795_554_893), Format::Rfc3339, zone, &mut out);
+                let line = String::from_utf8(out).unwrap();
+                prop_assert!(line.ends_with("\r\n") && line.is_ascii(), "{line:?}");
+                if text.starts_with(['+', '-']) {
+                    prop_assert!(line.trim_end().ends_with(&text), "{text}: {line:?}");
+                }
+            }
+            Err(reason) => {
+                prop_assert!(
+                    reason.contains("+HH:MM") || reason.contains("IANA"),
+                    "{text:?}: {reason}"
+                );
+            }
         }
     }
 }

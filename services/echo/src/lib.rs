@@ -4,6 +4,7 @@
 //! answers (bounded memory, backpressure instead of buffering); UDP answers each datagram
 //! with its own data, byte-exact up to the largest datagram.
 
+use inetsvc_proto::{echo, Protocol};
 use inetsvc_runtime::{ConfigError, Conn, ConnError, Service, ServiceSpec, Settings};
 use std::time::SystemTime;
 
@@ -12,15 +13,10 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     name: "echo",
     binary: "echod",
     about: "ECHO service (RFC 862) over TCP and UDP, with metrics, health and graceful drain",
-    port: 7,
-    admin_port: 9007,
+    port: Protocol::Echo.port(),
+    admin_port: Protocol::Echo.admin_port(),
     keys: &[],
 };
-
-/// RFC 862: the answer to a datagram is its own data.
-pub fn echo_reply(request: &[u8], reply: &mut Vec<u8>) {
-    reply.extend_from_slice(request);
-}
 
 /// The ECHO protocol.
 #[derive(Debug, Default)]
@@ -48,7 +44,7 @@ impl Service for Echo {
     }
 
     fn answer_datagram(&self, request: &[u8], _now: SystemTime, reply: &mut Vec<u8>) {
-        echo_reply(request, reply);
+        echo::answer(request, reply);
     }
 }
 
@@ -57,12 +53,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn echo_reply_is_byte_exact_including_empty_and_largest() {
-        for len in [0usize, 1, 2048, 4096, 65_507] {
-            let request: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
-            let mut reply = Vec::new();
-            echo_reply(&request, &mut reply);
-            assert_eq!(reply, request, "length {len}");
-        }
+    fn every_datagram_gets_its_own_data_back() {
+        let mut reply = Vec::new();
+        Echo.answer_datagram(b"ping", SystemTime::UNIX_EPOCH, &mut reply);
+        assert_eq!(reply, b"ping");
+        reply.clear();
+        Echo.answer_datagram(b"", SystemTime::UNIX_EPOCH, &mut reply);
+        assert!(reply.is_empty(), "an empty datagram is echoed empty");
     }
 }

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use inetsvc_time::{time_reply, SECONDS_1900_TO_1970};
+use inetsvc_proto::time::SECONDS_1900_TO_1970;
+use inetsvc_time::time_reply;
 use proptest::prelude::*;
 
 proptest! {
