@@ -7,14 +7,9 @@ use std::net::{TcpListener, UdpSocket};
 use std::process::Output;
 use std::time::Duration;
 
-use inetsvc_testkit::{promtool_check_metrics, run_binary, Server, Xinetd};
+use inetsvc_testkit::{promtool_check_metrics, run_binary, workspace_binary, Server, Xinetd};
 
 const INETSVC: &str = env!("CARGO_BIN_EXE_inetsvc");
-
-/// A service binary of this workspace, built beside `inetsvc` by `cargo test --workspace`.
-fn service(name: &str) -> String {
-    inetsvc_testkit::beside(INETSVC, name)
-}
 
 /// The three project servers on loopback.
 struct Set {
@@ -25,9 +20,9 @@ struct Set {
 
 fn start_set() -> Set {
     Set {
-        echo: Server::start(&service("echod"), &[]),
-        daytime: Server::start(&service("daytimed"), &[]),
-        time: Server::start(&service("timed"), &[]),
+        echo: Server::start(&workspace_binary("echod"), &[]),
+        daytime: Server::start(&workspace_binary("daytimed"), &[]),
+        time: Server::start(&workspace_binary("timed"), &[]),
     }
 }
 
@@ -87,7 +82,7 @@ fn clients_talk_to_the_project_servers_over_tcp_and_udp() {
 fn clients_talk_to_the_project_servers_over_ipv6() {
     let listen = format!("[::1]:{}", inetsvc_testkit::free_port());
     let echo = Server::start(
-        &service("echod"),
+        &workspace_binary("echod"),
         &["--tcp-listen", &listen, "--udp-listen", &listen],
     );
     let target = format!("[::1]:{}", echo.tcp().port());

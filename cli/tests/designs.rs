@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use inetsvc_testkit::{round_trip, run_binary, Server};
+use inetsvc_testkit::{read_to_close, round_trip, run_binary, workspace_binary, Server};
 
 const INETSVC: &str = env!("CARGO_BIN_EXE_inetsvc");
 
@@ -17,14 +17,10 @@ const DESIGNS: [(&str, &str); 4] = [
     ("single-thread", "concurrent"),
 ];
 
-fn service(name: &str) -> String {
-    inetsvc_testkit::beside(INETSVC, name)
-}
-
 fn start(binary: &str, tcp: &str, udp: &str, extra: &[&str]) -> Server {
     let mut args = vec!["--tcp-concurrency", tcp, "--udp-concurrency", udp];
     args.extend_from_slice(extra);
-    let server = Server::start(&service(binary), &args);
+    let server = Server::start(&workspace_binary(binary), &args);
     let log = server.log().join("\n");
     assert!(
         log.contains(&format!("\"tcp_concurrency\":\"{tcp}\"")),
@@ -75,13 +71,9 @@ fn every_design_serves_the_full_protocol_set() {
             .map(|_| {
                 let address = time.tcp();
                 std::thread::spawn(move || {
-                    let mut stream = TcpStream::connect(address).unwrap();
-                    stream
-                        .set_read_timeout(Some(Duration::from_secs(10)))
-                        .unwrap();
-                    let mut answer = Vec::new();
-                    stream.read_to_end(&mut answer).unwrap();
-                    answer.len()
+                    read_to_close(TcpStream::connect(address).unwrap())
+                        .unwrap()
+                        .len()
                 })
             })
             .collect();
@@ -150,5 +142,58 @@ fn every_design_drains_on_sigterm() {
         drop(session);
         let status = server.wait_exit(Duration::from_secs(10)).expect("exits");
         assert_eq!(status.code(), Some(0), "{tcp}");
+    }
+}
+
+/// The OS threads of process `pid` by name (`comm`, at most 15 characters), counted.
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
+}
+
+/// Told apart by what the process does, not by what it logs: eight sessions open at once,
+/// then the threads in /proc. `threaded` runs a thread per session (named `connection`),
+/// `single-thread` no runtime worker at all (everything on the main thread), `concurrent`
+/// and `iterative` the multi-threaded runtime's workers and no thread per session.
+#[test]
+fn each_design_runs_on_the_threads_it_promises() {
+    const SESSIONS: usize = 8;
+    const WORKER: &str = "tokio-rt-worker";
+    for (tcp, udp) in DESIGNS {
+        let server = start("echod", tcp, udp, &[]);
+        let pid = server.pid();
+        let mut sessions: Vec<TcpStream> = Vec::new();
+        // Iterative serves one session at a time: keep only one open, echoing.
+        let open = if tcp == "iterative" { 1 } else { SESSIONS };
+        for _ in 0..open {
+            let mut session = TcpStream::connect(server.tcp()).unwrap();
+            assert!(inetsvc_testkit::echoes_on(&mut session, b"on"), "{tcp}");
+            sessions.push(session);
+        }
+        let (per_session, workers) = (threads_named(pid, "connection"), threads_named(pid, WORKER));
+        match tcp {
+            "threaded" => {
+                assert_eq!(per_session, SESSIONS, "{tcp}: one thread per session");
+            }
+            "single-thread" => {
+                assert_eq!((per_session, workers), (0, 0), "{tcp}: all on one thread");
+            }
+            _ => {
+                assert_eq!(per_session, 0, "{tcp}: no thread per session");
+                assert!(workers >= 1, "{tcp}: runtime workers");
+            }
+        }
+        drop(sessions);
+        if tcp == "threaded" {
+            // Each session's thread ends with it.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while threads_named(pid, "connection") > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert_eq!(threads_named(pid, "connection"), 0, "{tcp}: threads ended");
+        }
     }
 }

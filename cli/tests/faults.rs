@@ -7,16 +7,15 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use inetsvc_testkit::{http_get, round_trip, run_binary, Server, ADMIN_TOKEN};
+use inetsvc_testkit::{
+    cpu_seconds, http_get, read_to_close, round_trip, run_binary, udp_answers, udp_collect,
+    workspace_binary, Server, ADMIN_TOKEN,
+};
 
 const INETSVC: &str = env!("CARGO_BIN_EXE_inetsvc");
 
-fn binary(name: &str) -> String {
-    inetsvc_testkit::beside(INETSVC, name)
-}
-
 fn start(name: &str) -> Server {
-    Server::start_training(&binary(name), &[])
+    Server::start_training(&workspace_binary(name), &[])
 }
 
 /// Sets `fault` with `params` and checks it shows as active.
@@ -34,30 +33,6 @@ fn clear(server: &Server, fault: &str) {
 }
 
 /// One datagram's answer(s) within `wait`, each with when it arrived.
-fn udp_answers(server: SocketAddr, request: &[u8], wait: Duration) -> Vec<(Vec<u8>, Duration)> {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.connect(server).unwrap();
-    let sent = Instant::now();
-    socket.send(request).unwrap();
-    collect(&socket, sent, wait)
-}
-
-fn collect(socket: &UdpSocket, since: Instant, wait: Duration) -> Vec<(Vec<u8>, Duration)> {
-    let mut answers = Vec::new();
-    let deadline = since + wait;
-    let mut buf = vec![0u8; 65_536];
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        socket
-            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .unwrap();
-        match socket.recv(&mut buf) {
-            Ok(n) => answers.push((buf[..n].to_vec(), since.elapsed())),
-            Err(_) => break,
-        }
-    }
-    answers
-}
-
 /// A TIME answer over UDP as Unix seconds (the wrap era resolved to the era after 2036
 /// when the number is small and a wrap was asked for, else this era).
 fn time_answer(server: SocketAddr) -> u32 {
@@ -79,18 +54,13 @@ fn time_offset(server: SocketAddr) -> i64 {
 /// Everything a DAYTIME/TIME TCP server sends until it closes, and how long that took.
 fn tcp_answer(server: SocketAddr) -> (std::io::Result<Vec<u8>>, Duration) {
     let started = Instant::now();
-    let mut stream = TcpStream::connect(server).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut answer = Vec::new();
-    let result = stream.read_to_end(&mut answer).map(|_| answer);
+    let result = read_to_close(TcpStream::connect(server).unwrap());
     (result, started.elapsed())
 }
 
 #[test]
 fn admin_api_is_absent_when_disabled() {
-    let server = Server::start(&binary("echod"), &[]);
+    let server = Server::start(&workspace_binary("echod"), &[]);
     let admin = server.admin.unwrap();
     assert_eq!(http_get(admin, "/admin/faults").0, 404);
     let output = run_binary(
@@ -139,7 +109,7 @@ fn admin_api_refuses_without_the_token() {
 
 #[test]
 fn admin_api_needs_a_real_token_to_start() {
-    let echod = binary("echod");
+    let echod = workspace_binary("echod");
     let output = run_binary(&echod, &["--admin-api", "true"], &[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr)
@@ -198,7 +168,7 @@ fn bad_fault_requests_are_usage_errors() {
 #[test]
 fn faults_from_the_config_are_set_at_start_and_listed() {
     let server = Server::start_training(
-        &binary("timed"),
+        &workspace_binary("timed"),
         &["--faults", "clock_offset:offset=1h; not_ready:for=1s"],
     );
     let offset = time_offset(server.udp());
@@ -410,7 +380,7 @@ fn udp_delay_sends_late_without_holding_others() {
     let sent = Instant::now();
     socket.send(b"first").unwrap();
     socket.send(b"second").unwrap();
-    let answers = collect(&socket, sent, Duration::from_secs(2));
+    let answers = udp_collect(&socket, sent, Duration::from_secs(2));
     assert_eq!(answers.len(), 2);
     assert!(answers
         .iter()
@@ -438,7 +408,7 @@ fn udp_reorder_lets_a_later_answer_overtake() {
     socket.send(b"A").unwrap();
     std::thread::sleep(Duration::from_millis(50));
     socket.send(b"B").unwrap();
-    let order: Vec<Vec<u8>> = collect(&socket, sent, Duration::from_millis(600))
+    let order: Vec<Vec<u8>> = udp_collect(&socket, sent, Duration::from_millis(600))
         .into_iter()
         .map(|(a, _)| a)
         .collect();
@@ -450,7 +420,7 @@ fn udp_reorder_lets_a_later_answer_overtake() {
     clear(&server, "udp_reorder");
     socket.send(b"C").unwrap();
     socket.send(b"D").unwrap();
-    let order: Vec<Vec<u8>> = collect(&socket, Instant::now(), Duration::from_millis(300))
+    let order: Vec<Vec<u8>> = udp_collect(&socket, Instant::now(), Duration::from_millis(300))
         .into_iter()
         .map(|(a, _)| a)
         .collect();
@@ -466,7 +436,10 @@ fn clock_offset_shifts_time_and_daytime() {
     clear(&timed, "clock_offset");
     assert!(time_offset(timed.udp()).abs() <= 1);
 
-    let daytimed = Server::start_training(&binary("daytimed"), &["--daytime-format", "rfc3339"]);
+    let daytimed = Server::start_training(
+        &workspace_binary("daytimed"),
+        &["--daytime-format", "rfc3339"],
+    );
     set(&daytimed, "clock_offset", &["offset=1h"]);
     let (answer, _) = tcp_answer(daytimed.tcp());
     let answer = String::from_utf8(answer.unwrap()).unwrap();
@@ -537,19 +510,6 @@ fn not_ready_and_not_live_fail_the_health_endpoints() {
     assert_eq!(server.get("/healthz").0, 200, "not_live expired");
     assert_eq!(health("liveness"), 1.0);
     assert!(!server.fault_active("not_live"));
-}
-
-/// CPU seconds the process has used so far, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
 }
 
 fn cpu_over(pid: u32, window: Duration) -> f64 {

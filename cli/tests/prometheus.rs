@@ -7,14 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use inetsvc_testkit::prometheus::{repo, Prober, Prometheus, Targets};
-use inetsvc_testkit::Server;
+use inetsvc_testkit::{workspace_binary, Server};
 use serde_json::Value;
 
 const INETSVC: &str = env!("CARGO_BIN_EXE_inetsvc");
-
-fn service(name: &str) -> String {
-    inetsvc_testkit::beside(INETSVC, name)
-}
 
 /// Metric names an expression reads (not recording-rule names, which hold a colon).
 fn metric_names(expr: &str) -> Vec<String> {
@@ -41,11 +37,11 @@ fn metric_names(expr: &str) -> Vec<String> {
 fn every_dashboard_and_rule_expression_returns_data_from_a_real_prometheus() {
     let servers = [
         Server::start(
-            &service("echod"),
+            &workspace_binary("echod"),
             &["--max-connections-per-source", "10000"],
         ),
-        Server::start(&service("daytimed"), &[]),
-        Server::start(&service("timed"), &[]),
+        Server::start(&workspace_binary("daytimed"), &[]),
+        Server::start(&workspace_binary("timed"), &[]),
     ];
     let targets: Vec<String> = servers
         .iter()

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use inetsvc_testkit::prometheus::{repo, Prober, Prometheus, Targets};
-use inetsvc_testkit::Server;
+use inetsvc_testkit::{workspace_binary, Server};
 
 const INETSVC: &str = env!("CARGO_BIN_EXE_inetsvc");
 
@@ -21,10 +21,6 @@ const COMPRESSION: u64 = 30;
 
 /// Longest wait for an alert to fire or resolve.
 const PATIENCE: Duration = Duration::from_secs(90);
-
-fn binary(name: &str) -> String {
-    inetsvc_testkit::beside(INETSVC, name)
-}
 
 /// One scenario's world: the three services (fault API on), the prober, Prometheus.
 struct Exercise {
@@ -39,7 +35,7 @@ impl Exercise {
     /// Starts everything; `args` go to every service (as the training overlay's settings
     /// would), `probe` to the prober.
     fn start(args: &[&str], probe: &[&str]) -> Exercise {
-        let start = |name: &str| Server::start_training(&binary(name), args);
+        let start = |name: &str| Server::start_training(&workspace_binary(name), args);
         let (echo, daytime, time) = (start("echod"), start("daytimed"), start("timed"));
         let prober = Prober::start(INETSVC, &[echo.tcp(), daytime.tcp(), time.tcp()], probe);
         let services: Vec<String> = [&echo, &daytime, &time]

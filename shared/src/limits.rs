@@ -148,6 +148,7 @@ impl SourceCounter {
     }
 
     /// Connections currently held by `ip`.
+    #[cfg(test)]
     pub fn held(&self, ip: IpAddr) -> usize {
         self.counts().get(&ip.to_canonical()).copied().unwrap_or(0)
     }

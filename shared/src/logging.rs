@@ -13,7 +13,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogFormat, RuntimeConfig};
+use crate::options::{LogFormat, RuntimeConfig};
 
 /// Installs the global subscriber. The filter was validated when the config was loaded.
 pub fn init(config: &RuntimeConfig, traces: Option<&SdkTracerProvider>) {

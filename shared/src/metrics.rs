@@ -1,6 +1,6 @@
 //! The one metrics registry and the handles the hot paths use.
 //!
-//! Families and labels are those of DESIGN.md ("Metrics"): prefix `inetsvc_`, labels
+//! Families and labels follow docs/architecture.md ("Metrics"): prefix `inetsvc_`, labels
 //! `service` and `transport`, never a peer address. Every labelled handle is resolved once,
 //! when a listener starts ([`Metrics::transport`]), and every label combination is created
 //! at zero, so that `rate()` and absence-based alerts work from the first scrape. With
@@ -495,12 +495,59 @@ mod tests {
         assert!(!text.contains("inetsvc_connections_rejected_total{reason=\"global_cap\",service=\"echo\",transport=\"udp\"}"));
     }
 
-    #[test]
-    fn meter_off_records_nothing_and_does_not_panic() {
-        let meter = Meter::off();
+    /// Every call the hot paths make, once.
+    fn touch_everything(meter: &Meter) {
         meter.request();
+        meter.received(3);
+        meter.sent(4);
+        meter.rejected(RejectReason::GlobalCap);
+        meter.dropped(DropReason::SourceRate);
+        meter.error(ErrorKind::Send);
         meter.connection_opened();
         meter.connection_closed(Duration::from_millis(1));
-        meter.error(ErrorKind::Send);
+    }
+
+    /// The service's own series (the process collector's change by themselves).
+    fn own_series(metrics: &Metrics) -> Vec<String> {
+        let text = metrics.render();
+        text.lines()
+            .filter(|line| line.starts_with("inetsvc_"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn an_off_meter_records_into_no_registry_while_an_on_meter_counts() {
+        let metrics = Metrics::new("echo", "0");
+        let _udp = metrics.transport(Transport::Udp);
+        let zeroed = own_series(&metrics);
+        let off = Meter::off();
+        touch_everything(&off);
+        touch_everything(&Meter::default());
+        assert_eq!(
+            own_series(&metrics),
+            zeroed,
+            "nothing reached the service's registry"
+        );
+        assert!(
+            !prometheus::gather()
+                .iter()
+                .any(|family| family.name().starts_with("inetsvc_")),
+            "nothing reached the process-wide default registry either"
+        );
+        let on = metrics.transport(Transport::Tcp);
+        touch_everything(&on);
+        let text = metrics.render();
+        for needle in [
+            "inetsvc_requests_total{service=\"echo\",transport=\"tcp\"} 1",
+            "inetsvc_bytes_sent_total{service=\"echo\",transport=\"tcp\"} 4",
+            "inetsvc_errors_total{kind=\"send\",service=\"echo\",transport=\"tcp\"} 1",
+            "inetsvc_connection_duration_seconds_count{service=\"echo\",transport=\"tcp\"} 1",
+        ] {
+            assert!(
+                text.contains(needle),
+                "the same calls on an on meter count: {needle}"
+            );
+        }
     }
 }

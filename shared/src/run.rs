@@ -3,31 +3,28 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{self, AdminState};
-use crate::clock::Clock;
-use crate::concurrency::TcpConcurrency;
-use crate::config::{self, ConfigError, LoadError, Mode, RuntimeConfig};
-use crate::conn::ConnSettings;
-use crate::fault::{self, AdminApi, FaultRequest, Faults};
-use crate::healthcheck;
-use crate::limits::{self, RateLimiter};
-use crate::listener::{bind_tcp, bind_udp, ConnectionCaps, TcpServer, UdpServer};
+use crate::admin::api::{self, AdminApi};
+use crate::admin::{self, healthcheck, AdminState};
+use crate::config::{self, ConfigError, LoadError, Mode};
+use crate::fault::{self, FaultRequest, Faults};
+use crate::limits;
 use crate::logging;
-use crate::metrics::{Meter, Metrics, Transport};
+use crate::metrics::Metrics;
+use crate::net::{self, bind_tcp, bind_udp, Datapath, Instruments};
+use crate::options::{self, RuntimeConfig};
 use crate::service::{Service, ServiceSpec};
-use crate::shutdown::{self, Phase, Readiness};
-use crate::telemetry::{self, Sampler, TraceConfig};
+use crate::shutdown::{self, Phase, Readiness, Shutdown};
+use crate::telemetry::{self, TraceConfig};
 
 /// The version every binary reports: the workspace version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Exit code for an unusable configuration or address (DESIGN.md: exit 2).
+/// Exit code for an unusable configuration or address (docs/architecture.md, "Rules").
 const EXIT_CONFIG: i32 = 2;
 
 /// How long the admin server may take to close its keep-alive connections at exit.
@@ -35,26 +32,26 @@ const ADMIN_CLOSE: Duration = Duration::from_secs(1);
 
 /// The `main` of a service binary: runs it with the process's arguments and environment
 /// and exits with its code.
-pub fn main<S: Service>(spec: ServiceSpec) -> ! {
+pub fn main<S: Service>() -> ! {
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    std::process::exit(run::<S>(&spec, std::env::args_os(), env))
+    std::process::exit(run::<S>(std::env::args_os(), env))
 }
 
 /// Runs a service and returns its exit code: 0 after a clean shutdown (or help, version,
 /// print-config, a passing healthcheck), 1 on a failing healthcheck or runtime failure,
 /// 2 on a configuration or bind error.
 pub fn run<S: Service>(
-    spec: &ServiceSpec,
     args: impl IntoIterator<Item = OsString>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> i32 {
+    let spec = &S::SPEC;
     let fail = |error: ConfigError| {
         eprintln!("{}: {error}", spec.binary);
         EXIT_CONFIG
     };
     let env: Vec<(String, String)> = env.into_iter().collect();
-    let (mode, settings) = match config::load(spec, args, env.iter().cloned()) {
+    let (mode, settings) = match config::load(&options::schema(spec), args, env.iter().cloned()) {
         Ok(loaded) => loaded,
         Err(LoadError::Cli(error)) => {
             let _ = error.print();
@@ -79,7 +76,7 @@ pub fn run<S: Service>(
         Ok(faults) => faults,
         Err(error) => return fail(error),
     };
-    let api = match fault::admin_api(&settings) {
+    let api = match api::admin_api(&settings) {
         Ok(api) => api,
         Err(error) => return fail(error),
     };
@@ -103,12 +100,7 @@ pub fn run<S: Service>(
             }
         },
         Mode::Serve => {
-            // Book ch. 13: the single-thread design runs everything on one thread.
-            let mut builder = match config.tcp_concurrency {
-                TcpConcurrency::SingleThread => tokio::runtime::Builder::new_current_thread(),
-                _ => tokio::runtime::Builder::new_multi_thread(),
-            };
-            let runtime = match builder.enable_all().build() {
+            let runtime = match net::runtime(config.tcp.concurrency) {
                 Ok(runtime) => runtime,
                 Err(error) => {
                     eprintln!("{}: cannot start the runtime: {error}", spec.binary);
@@ -238,37 +230,33 @@ async fn serve_until_signal<S: Service>(
         metrics,
         training,
     } = shared;
-    let max_connections = match limits::raise_fd_limit() {
-        Some(fd_limit) => {
-            let cap = limits::connection_cap(config.max_connections, fd_limit);
-            if cap < config.max_connections {
-                tracing::warn!(
-                    requested = config.max_connections,
-                    max_connections = cap,
-                    fd_limit,
-                    "max_connections lowered to fit the open-file limit; raise `ulimit -n` to serve more"
-                );
-            }
-            cap
-        }
-        None => config.max_connections,
-    };
+    let mut tcp = config.tcp;
+    tcp.max_connections = fitted_connection_cap(tcp.max_connections);
     if let Some(metrics) = &metrics {
-        metrics.set_connection_cap(max_connections);
+        metrics.set_connection_cap(tcp.max_connections);
     }
     let readiness = Readiness::new();
-    let meter = |transport| match &metrics {
-        Some(metrics) => metrics.transport(transport),
-        None => Meter::off(),
-    };
-    let faults = Faults::new(metrics.as_ref().map(Metrics::fault_gauge));
+    let wrap_at = spec
+        .clock_wrap_unix
+        .map(|unix| UNIX_EPOCH + Duration::from_secs(unix));
+    let faults = Faults::new(metrics.as_ref().map(Metrics::fault_gauge), wrap_at);
     for request in training.faults {
         faults.set(request, "config");
     }
-    // Every reply's time comes through the faults, so clock faults reach DAYTIME and TIME;
-    // with none set this is the system clock behind one atomic load.
-    let clock: Arc<dyn Clock> = Arc::new(faults.clone());
-    let service = Arc::new(service);
+    let finishing = Shutdown::new();
+    let datapath = Datapath::new(
+        service,
+        spec,
+        tcp,
+        config.udp,
+        Instruments {
+            metrics: metrics.as_ref(),
+            traces: config.tracing.then_some(traces),
+            exporting,
+            faults: &faults,
+        },
+        finishing.clone(),
+    );
     let stop_accepting = CancellationToken::new();
     let stop_admin = CancellationToken::new();
     let connections = TaskTracker::new();
@@ -291,76 +279,18 @@ async fn serve_until_signal<S: Service>(
     tokio::spawn(faults.clone().expire_until(stop_admin.clone()));
 
     let mut loops = Vec::new();
-    if !bound.tcp.is_empty() {
-        let conn = ConnSettings {
-            meter: meter(Transport::Tcp),
-            clock: Arc::clone(&clock),
-            idle_timeout: config.idle_timeout,
-            write_timeout: config.write_timeout,
-            close_linger: config.close_linger,
-            buffer_size: config.buffer_size,
-            faults: faults.clone(),
-        };
-        let caps = ConnectionCaps::new(max_connections, config.max_connections_per_source);
-        for listener in bound.tcp {
-            let server = TcpServer {
-                listener,
-                service: Arc::clone(&service),
-                conn: conn.clone(),
-                caps: caps.clone(),
-                max_connection_time: config.max_connection_time,
-                spans: if config.tracing {
-                    Sampler::new(traces.tcp_ratio)
-                } else {
-                    Sampler::never()
-                },
-                trace_ids: exporting,
-                name: spec.name,
-                concurrency: config.tcp_concurrency,
-            };
-            loops.push(tokio::spawn(
-                server.run(stop_accepting.clone(), connections.clone()),
-            ));
-        }
+    for listener in bound.tcp {
+        let server = datapath.tcp(listener);
+        loops.push(tokio::spawn(
+            server.run(stop_accepting.clone(), connections.clone()),
+        ));
     }
-    if !bound.udp.is_empty() {
-        let own_ports: Arc<[u16]> = bound
-            .udp
-            .iter()
-            .filter_map(|s| s.local_addr().ok().map(|a| a.port()))
-            .collect();
-        let limiter = Arc::new(Mutex::new(RateLimiter::new(
-            config.udp_rate_per_source,
-            config.udp_burst_per_source,
-            config.udp_rate_global,
-            config.udp_limiter_sources,
-            std::time::Instant::now(),
-        )));
-        let udp_meter = meter(Transport::Udp);
-        let in_flight = Arc::new(tokio::sync::Semaphore::new(max_connections));
-        for socket in bound.udp {
-            let server = UdpServer {
-                socket: Arc::new(socket),
-                service: Arc::clone(&service),
-                meter: udp_meter.clone(),
-                clock: Arc::clone(&clock),
-                loop_guard: config.udp_loop_guard,
-                own_ports: Arc::clone(&own_ports),
-                limiter: Arc::clone(&limiter),
-                spans: if config.tracing {
-                    Sampler::new(traces.udp_ratio)
-                } else {
-                    Sampler::never()
-                },
-                name: spec.name,
-                concurrency: config.udp_concurrency,
-                in_flight: Arc::clone(&in_flight),
-                faults: faults.clone(),
-            };
-            loops.push(tokio::spawn(
-                server.run(stop_accepting.clone(), connections.clone()),
-            ));
-        }
+    let own_ports = net::own_ports(&bound.udp);
+    for socket in bound.udp {
+        let server = datapath.udp(socket, own_ports.clone());
+        loops.push(tokio::spawn(
+            server.run(stop_accepting.clone(), connections.clone()),
+        ));
     }
 
     readiness.set(Phase::Serving);
@@ -372,8 +302,8 @@ async fn serve_until_signal<S: Service>(
         udp = %udp_addresses,
         admin = %admin_addresses,
         metrics = config.metrics,
-        tcp_concurrency = %config.tcp_concurrency,
-        udp_concurrency = %config.udp_concurrency,
+        tcp_concurrency = %config.tcp.concurrency,
+        udp_concurrency = %config.udp.concurrency,
         admin_api = training.api.is_some(),
         "serving"
     );
@@ -394,14 +324,24 @@ async fn serve_until_signal<S: Service>(
     connections.close();
     tracing::info!(in_flight = connections.len(), timeout = ?config.shutdown_timeout, "stopped accepting; finishing connections");
     // One deadline for everything in flight, including a connection an iterative accept
-    // loop is still serving.
-    let finished = tokio::time::timeout(config.shutdown_timeout, async {
+    // loop is still serving; sessions still open shortly before it are asked to finish.
+    let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
+    let lead = shutdown::finish_lead(config.shutdown_timeout);
+    let ask_to_finish = {
+        let finishing = finishing.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(deadline - lead).await;
+            finishing.request(deadline);
+        })
+    };
+    let finished = tokio::time::timeout_at(deadline, async {
         for handle in loops {
             let _ = handle.await;
         }
         connections.wait().await;
     })
     .await;
+    ask_to_finish.abort();
     if finished.is_err() {
         tracing::warn!(
             cut = connections.len(),
@@ -413,4 +353,22 @@ async fn serve_until_signal<S: Service>(
         let _ = tokio::time::timeout(ADMIN_CLOSE, admin).await;
     }
     code
+}
+
+/// `max_connections`, lowered (with a warning) to what the open-file limit can hold once
+/// it is raised as far as it goes.
+fn fitted_connection_cap(requested: usize) -> usize {
+    let Some(fd_limit) = limits::raise_fd_limit() else {
+        return requested;
+    };
+    let cap = limits::connection_cap(requested, fd_limit);
+    if cap < requested {
+        tracing::warn!(
+            requested,
+            max_connections = cap,
+            fd_limit,
+            "max_connections lowered to fit the open-file limit; raise `ulimit -n` to serve more"
+        );
+    }
+    cap
 }

@@ -1,11 +1,18 @@
-//! Readiness and the shutdown signal.
+//! Readiness and the shutdown signals.
 //!
-//! The sequence (DESIGN.md, "Shutdown"): on SIGTERM or SIGINT readiness goes false at once,
-//! the service keeps serving for the drain delay (so load balancers notice), then stops
-//! accepting, lets connections in flight finish up to the shutdown timeout, and exits 0.
+//! The sequence (docs/architecture.md, "Shutdown"): on SIGTERM or SIGINT readiness goes
+//! false at once, the service keeps serving for the drain delay (so load balancers
+//! notice), then stops accepting and lets connections in flight finish up to the shutdown
+//! timeout. Shortly before that deadline every session still open is handed a
+//! [`Shutdown`] request, so that a long one (an ECHO session) ends gracefully instead of
+//! being cut; then the process exits 0.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Where the service is in its life; `/readyz` answers 200 only in [`Phase::Serving`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +62,54 @@ pub async fn signal() -> std::io::Result<&'static str> {
     })
 }
 
+/// The request to finish, handed to every TCP session: a service whose sessions last
+/// (ECHO) waits on [`Shutdown::requested`] beside its reads and closes gracefully when it
+/// fires. Sessions that answer at once (DAYTIME, TIME) may ignore it.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    token: CancellationToken,
+    /// When the runtime cuts what is still open; set when finishing is requested.
+    deadline: Arc<OnceLock<Instant>>,
+}
+
+impl Shutdown {
+    /// A signal not yet fired.
+    pub fn new() -> Self {
+        Shutdown::default()
+    }
+
+    /// Completes once the session is asked to finish.
+    pub async fn requested(&self) {
+        self.token.cancelled().await
+    }
+
+    /// Whether the session has been asked to finish.
+    pub fn is_requested(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Asks every session to finish; the runtime cuts them at `deadline`.
+    pub(crate) fn request(&self, deadline: Instant) {
+        let _ = self.deadline.set(deadline);
+        self.token.cancel();
+    }
+
+    /// When a graceful close must have stopped lingering, if finishing was requested:
+    /// halfway from now to the deadline, so that the close is done before the cut.
+    pub(crate) fn linger_end(&self) -> Option<Instant> {
+        let deadline = *self.deadline.get()?;
+        let now = Instant::now();
+        Some(now + deadline.saturating_duration_since(now) / 2)
+    }
+}
+
+/// How long before the shutdown deadline sessions are asked to finish: a quarter of the
+/// shutdown timeout, at most a second — enough for a FIN and the client's answer to it,
+/// short enough that a client sending until the end is served nearly all of the timeout.
+pub(crate) fn finish_lead(shutdown_timeout: Duration) -> Duration {
+    (shutdown_timeout / 4).min(Duration::from_secs(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +123,31 @@ mod tests {
         assert_eq!(seen_by_admin.phase(), Phase::Serving);
         readiness.set(Phase::Draining);
         assert_eq!(seen_by_admin.phase(), Phase::Draining);
+    }
+
+    #[test]
+    fn sessions_are_asked_to_finish_shortly_before_the_deadline() {
+        assert_eq!(finish_lead(Duration::from_secs(30)), Duration::from_secs(1));
+        assert_eq!(
+            finish_lead(Duration::from_secs(2)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(finish_lead(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_request_reaches_every_clone_with_its_deadline() {
+        let shutdown = Shutdown::new();
+        let session = shutdown.clone();
+        assert!(!session.is_requested() && session.linger_end().is_none());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        shutdown.request(deadline);
+        session.requested().await;
+        assert!(session.is_requested());
+        let end = session.linger_end().unwrap();
+        assert!(
+            end < deadline && end > Instant::now(),
+            "linger ends before the cut"
+        );
     }
 }

@@ -36,36 +36,12 @@ pub const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The tracing keys every service understands.
 pub const TRACE_KEYS: &[Key] = &[
-    Key {
-        name: "otlp_endpoint",
-        default: "",
-        help: "OTLP collector URL (http://collector:4318 for HTTP, http://collector:4317 for gRPC); empty: OTEL_EXPORTER_OTLP_ENDPOINT, or no export",
-    },
-    Key {
-        name: "otlp_protocol",
-        default: "",
-        help: "`grpc` or `http/protobuf`; empty: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf",
-    },
-    Key {
-        name: "otlp_timeout",
-        default: "5s",
-        help: "Longest wait for one export; a black-holed collector costs at most this per batch",
-    },
-    Key {
-        name: "otlp_queue_size",
-        default: "2048",
-        help: "Spans waiting for export at most; more are dropped and counted",
-    },
-    Key {
-        name: "trace_sample_ratio",
-        default: "",
-        help: "Share of TCP connections traced, 0 to 1; empty: OTEL_TRACES_SAMPLER(_ARG), else 1",
-    },
-    Key {
-        name: "udp_trace_sample_ratio",
-        default: "0",
-        help: "Share of UDP datagrams traced, 0 to 1 (off by default: a span per datagram costs more than the answer)",
-    },
+    Key::new("otlp_endpoint", "", "OTLP collector URL (http://collector:4318 for HTTP, http://collector:4317 for gRPC); empty: OTEL_EXPORTER_OTLP_ENDPOINT, or no export"),
+    Key::new("otlp_protocol", "", "`grpc` or `http/protobuf`; empty: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf"),
+    Key::new("otlp_timeout", "5s", "Longest wait for one export; a black-holed collector costs at most this per batch"),
+    Key::new("otlp_queue_size", "2048", "Spans waiting for export at most; more are dropped and counted"),
+    Key::new("trace_sample_ratio", "", "Share of TCP connections traced, 0 to 1; empty: OTEL_TRACES_SAMPLER(_ARG), else 1"),
+    Key::new("udp_trace_sample_ratio", "0", "Share of UDP datagrams traced, 0 to 1 (off by default: a span per datagram costs more than the answer)"),
 ];
 
 /// The OTLP transport.

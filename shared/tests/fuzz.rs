@@ -4,12 +4,10 @@
 //! runs far more). The property is always the same: no panic, and every rejection is one
 //! line that names its key.
 
-use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use inetsvc_runtime::config::{load, parse_addresses, LoadError, RuntimeConfig};
-use inetsvc_runtime::limits::{loop_guard, RateLimiter};
+use inetsvc_runtime::testing::{check_config, loop_guard, parse_addresses, RateLimiter};
 use inetsvc_runtime::ServiceSpec;
 use proptest::prelude::*;
 
@@ -20,6 +18,8 @@ const SPEC: ServiceSpec = ServiceSpec {
     port: 7,
     admin_port: 9007,
     keys: &[],
+    max_datagram: 512,
+    clock_wrap_unix: None,
 };
 
 /// Keys, and values shaped like what users (and attackers) write.
@@ -48,7 +48,7 @@ fn value() -> impl Strategy<Value = String> {
     ]
 }
 
-fn outcome_is_clean(result: Result<RuntimeConfig, String>) -> Result<(), TestCaseError> {
+fn outcome_is_clean(result: Result<(), String>) -> Result<(), TestCaseError> {
     if let Err(message) = result {
         prop_assert!(!message.contains('\n'), "two lines: {message}");
         prop_assert!(!message.is_empty());
@@ -56,15 +56,8 @@ fn outcome_is_clean(result: Result<RuntimeConfig, String>) -> Result<(), TestCas
     Ok(())
 }
 
-fn run(args: Vec<String>, env: Vec<(String, String)>) -> Result<RuntimeConfig, String> {
-    let args = std::iter::once("fuzzd".to_owned())
-        .chain(args)
-        .map(OsString::from);
-    match load(&SPEC, args, env) {
-        Ok((_, settings)) => RuntimeConfig::from_settings(&settings).map_err(|e| e.to_string()),
-        Err(LoadError::Config(error)) => Err(error.to_string()),
-        Err(LoadError::Cli(error)) => Err(error.kind().to_string()),
-    }
+fn run(args: Vec<String>, env: Vec<(String, String)>) -> Result<(), String> {
+    check_config(&SPEC, args, env)
 }
 
 proptest! {

@@ -8,8 +8,8 @@
 pub mod otlp;
 pub mod prometheus;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -506,14 +506,101 @@ impl Server {
     }
 }
 
-/// The path of binary `name` built beside `binary` (a `CARGO_BIN_EXE_…` path): how the
-/// CLI's tests find the service binaries of the same workspace build.
-pub fn beside(binary: &str, name: &str) -> String {
-    let path = std::path::PathBuf::from(binary).with_file_name(name);
+/// The path of binary `name` (`echod`, `inetsvc`…) from this workspace's build: the test
+/// binaries run from `target/<profile>/deps/`, the workspace's binaries sit one up.
+pub fn workspace_binary(name: &str) -> String {
+    let test = std::env::current_exe().expect("the test binary's path");
+    let profile = test
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("tests run from target/<profile>/deps");
+    let path = profile.join(name);
     assert!(
         path.exists(),
         "{} is missing: build the workspace first (`cargo build --workspace`; the README test command does)",
         path.display()
     );
     path.to_string_lossy().into_owned()
+}
+
+/// CPU seconds (user + system) process `pid` has used so far, from `/proc/PID/stat`.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    cpu_seconds_in(&std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat"))
+}
+
+/// CPU seconds from the text of a `/proc/…/stat` file (read through a file opened
+/// beforehand where no descriptor could be opened later).
+pub fn cpu_seconds_in(stat: &str) -> f64 {
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("a stat line")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+/// Sends `request` from `client` to `target` and returns the first answer from `target`
+/// within `wait`, or `None`.
+pub fn udp_ask(
+    client: &UdpSocket,
+    target: SocketAddr,
+    request: &[u8],
+    wait: Duration,
+) -> Option<Vec<u8>> {
+    client.send_to(request, target).expect("send");
+    let deadline = Instant::now() + wait;
+    let mut buf = vec![0u8; 70_000];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        client
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("timeout");
+        match client.recv_from(&mut buf) {
+            Ok((n, from)) if from == target => return Some(buf[..n].to_vec()),
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    None
+}
+
+/// Sends `request` to `server` from a fresh loopback socket and collects every answer
+/// that arrives within `wait`, each with how long after the request it came (for faults
+/// that duplicate, delay or reorder answers).
+pub fn udp_answers(server: SocketAddr, request: &[u8], wait: Duration) -> Vec<(Vec<u8>, Duration)> {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.connect(server).expect("connect");
+    let since = Instant::now();
+    socket.send(request).expect("send");
+    udp_collect(&socket, since, wait)
+}
+
+/// Every datagram a connected `socket` receives until `since + wait`, each with how long
+/// after `since` it came.
+pub fn udp_collect(socket: &UdpSocket, since: Instant, wait: Duration) -> Vec<(Vec<u8>, Duration)> {
+    let mut answers = Vec::new();
+    let deadline = since + wait;
+    let mut buf = vec![0u8; 70_000];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        socket
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("timeout");
+        match socket.recv(&mut buf) {
+            Ok(n) => answers.push((buf[..n].to_vec(), since.elapsed())),
+            Err(_) => break,
+        }
+    }
+    answers
+}
+
+/// Everything a server sends on `stream` until it closes, waiting at most 10 s for each
+/// read: an error is a reset or a stall, not a clean close.
+pub fn read_to_close(mut stream: TcpStream) -> std::io::Result<Vec<u8>> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    Ok(answer)
 }

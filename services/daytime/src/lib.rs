@@ -10,27 +10,8 @@ use std::time::SystemTime;
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 pub use inetsvc_proto::daytime::Format;
 use inetsvc_proto::{daytime::LINE_END, time, Protocol};
-use inetsvc_runtime::{ConfigError, Conn, ConnError, Key, Service, ServiceSpec, Settings};
-
-/// The DAYTIME service's description for the runtime.
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "daytime",
-    binary: "daytimed",
-    about: "DAYTIME service (RFC 867) over TCP and UDP, with metrics, health and graceful drain",
-    port: Protocol::Daytime.port(),
-    admin_port: Protocol::Daytime.admin_port(),
-    keys: &[
-        Key {
-            name: "daytime_format",
-            default: "ctime",
-            help: "Answer format: `ctime` (Tue Nov 24 21:14:53 2026), `rfc3339` or `rfc2822`; always ends in CRLF",
-        },
-        Key {
-            name: "daytime_timezone",
-            default: "UTC",
-            help: "Time zone of the answer: `UTC`, an IANA name (Europe/Berlin) or an offset (+05:30)",
-        },
-    ],
+use inetsvc_runtime::{
+    ConfigError, Conn, ConnError, Key, Service, ServiceSpec, Settings, Shutdown,
 };
 
 /// The answer's time zone.
@@ -124,6 +105,20 @@ impl Daytime {
 }
 
 impl Service for Daytime {
+    const SPEC: ServiceSpec = ServiceSpec {
+        name: "daytime",
+        binary: "daytimed",
+        about: "DAYTIME service (RFC 867) over TCP and UDP, with metrics, health and graceful drain",
+        port: Protocol::Daytime.port(),
+        admin_port: Protocol::Daytime.admin_port(),
+        keys: &[
+            Key::new("daytime_format", "ctime", "Answer format: `ctime` (Tue Nov 24 21:14:53 2026), `rfc3339` or `rfc2822`; always ends in CRLF"),
+            Key::new("daytime_timezone", "UTC", "Time zone of the answer: `UTC`, an IANA name (Europe/Berlin) or an offset (+05:30)"),
+        ],
+        max_datagram: inetsvc_proto::MAX_DATAGRAM,
+        clock_wrap_unix: Some(time::WRAP_UNIX),
+    };
+
     fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
         Ok(Daytime {
             format: settings.parse("daytime_format", Format::parse)?,
@@ -132,7 +127,7 @@ impl Service for Daytime {
     }
 
     /// RFC 867: send the line and close, ignoring anything the client sends.
-    async fn serve_tcp(&self, conn: Conn) -> Result<(), ConnError> {
+    async fn serve_tcp(&self, conn: Conn, _: Shutdown) -> Result<(), ConnError> {
         let mut answer = Vec::with_capacity(48);
         self.answer(conn.now(), &mut answer);
         conn.answer_and_close(&answer).await

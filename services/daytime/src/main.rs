@@ -1,5 +1,5 @@
 //! `daytimed`: the DAYTIME server binary.
 
 fn main() {
-    inetsvc_runtime::main::<inetsvc_daytime::Daytime>(inetsvc_daytime::SPEC)
+    inetsvc_runtime::main::<inetsvc_daytime::Daytime>()
 }

@@ -5,24 +5,25 @@
 //! with its own data, byte-exact up to the largest datagram.
 
 use inetsvc_proto::{echo, Protocol};
-use inetsvc_runtime::{ConfigError, Conn, ConnError, Service, ServiceSpec, Settings};
+use inetsvc_runtime::{ConfigError, Conn, ConnError, Service, ServiceSpec, Settings, Shutdown};
 use std::time::SystemTime;
-
-/// The ECHO service's description for the runtime.
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "echo",
-    binary: "echod",
-    about: "ECHO service (RFC 862) over TCP and UDP, with metrics, health and graceful drain",
-    port: Protocol::Echo.port(),
-    admin_port: Protocol::Echo.admin_port(),
-    keys: &[],
-};
 
 /// The ECHO protocol.
 #[derive(Debug, Default)]
 pub struct Echo;
 
 impl Service for Echo {
+    const SPEC: ServiceSpec = ServiceSpec {
+        name: "echo",
+        binary: "echod",
+        about: "ECHO service (RFC 862) over TCP and UDP, with metrics, health and graceful drain",
+        port: Protocol::Echo.port(),
+        admin_port: Protocol::Echo.admin_port(),
+        keys: &[],
+        max_datagram: inetsvc_proto::MAX_DATAGRAM,
+        clock_wrap_unix: None,
+    };
+
     fn from_settings(_: &Settings) -> Result<Self, ConfigError> {
         Ok(Echo)
     }
@@ -30,11 +31,17 @@ impl Service for Echo {
     /// RFC 862: "Once a connection is established any data received is sent back. This
     /// continues until the calling user terminates the connection." One buffer, refilled
     /// only after it has been written back: a client that never reads is held by
-    /// backpressure and then the write timeout, never by memory.
-    async fn serve_tcp(&self, mut conn: Conn) -> Result<(), ConnError> {
+    /// backpressure and then the write timeout, never by memory. A session still open
+    /// when the service shuts down is finished gracefully (the client reads end of
+    /// stream) instead of being cut at the deadline.
+    async fn serve_tcp(&self, mut conn: Conn, shutdown: Shutdown) -> Result<(), ConnError> {
         let mut buf = Vec::new();
         loop {
-            let n = conn.read(&mut buf).await?;
+            let n = tokio::select! {
+                // Everything read so far has been written back: nothing is lost.
+                _ = shutdown.requested() => return conn.finish().await,
+                read = conn.read(&mut buf) => read?,
+            };
             if n == 0 {
                 // The client half-closed: everything read has been written back.
                 return conn.finish().await;

@@ -1,5 +1,5 @@
 //! `echod`: the ECHO server binary.
 
 fn main() {
-    inetsvc_runtime::main::<inetsvc_echo::Echo>(inetsvc_echo::SPEC)
+    inetsvc_runtime::main::<inetsvc_echo::Echo>()
 }

@@ -6,7 +6,8 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use inetsvc_testkit::{
-    connect_from, echoes_on, promtool_check_metrics, round_trip, run_tool, Server,
+    connect_from, cpu_seconds, echoes_on, promtool_check_metrics, round_trip, run_tool, udp_ask,
+    Server,
 };
 
 const ECHOD: &str = env!("CARGO_BIN_EXE_echod");
@@ -26,19 +27,7 @@ fn socat(args: &[&str], input: &[u8]) -> Vec<u8> {
 }
 
 fn udp_exchange(client: &UdpSocket, target: SocketAddr, data: &[u8]) -> Option<Vec<u8>> {
-    client
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    client.send_to(data, target).unwrap();
-    let mut buf = vec![0u8; 70_000];
-    match client.recv_from(&mut buf) {
-        Ok((n, from)) => {
-            assert_eq!(from, target);
-            Some(buf[..n].to_vec())
-        }
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
-        Err(e) => panic!("recv: {e}"),
-    }
+    udp_ask(client, target, data, Duration::from_millis(500))
 }
 
 #[test]
@@ -360,10 +349,63 @@ fn sigterm_turns_readiness_off_at_once_and_lets_the_session_finish() {
 }
 
 #[test]
-fn shutdown_timeout_bounds_the_wait_for_a_session_that_never_ends() {
-    let mut server = Server::start(ECHOD, &["--shutdown-timeout", "1s"]);
+fn a_session_open_at_the_deadline_is_finished_gracefully_not_cut() {
+    // shutdown_timeout 4 s: sessions are asked to finish 1 s before the deadline.
+    let mut server = Server::start(ECHOD, &["--shutdown-timeout", "4s", "--close-linger", "5s"]);
     let mut session = TcpStream::connect(server.tcp()).unwrap();
     assert!(echoes(&mut session));
+    let signalled = Instant::now();
+    server.signal("TERM");
+    // Served as usual until shortly before the deadline.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(echoes(&mut session), "still served after SIGTERM");
+    session
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = Vec::new();
+    session
+        .read_to_end(&mut rest)
+        .expect("the session ends in a FIN, not a reset");
+    let ended = signalled.elapsed();
+    assert!(rest.is_empty(), "nothing unexpected after the last echo");
+    assert!(
+        ended >= Duration::from_millis(2800) && ended < Duration::from_secs(4),
+        "end of stream shortly before the 4 s deadline, not at it: {ended:?}"
+    );
+    drop(session);
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits once the session is finished");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(4),
+        "before the deadline"
+    );
+    let log = server.log().join("\n");
+    assert!(
+        !log.contains("shutdown_timeout reached"),
+        "nothing was cut: {log}"
+    );
+}
+
+#[test]
+fn shutdown_timeout_bounds_the_wait_for_a_session_that_cannot_finish() {
+    let mut server = Server::start(
+        ECHOD,
+        &["--shutdown-timeout", "1s", "--write-timeout", "30s"],
+    );
+    // A client that sends and never reads: the echo blocks in a write and never sees the
+    // request to finish, so only the deadline ends it.
+    let mut session = TcpStream::connect(server.tcp()).unwrap();
+    session
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    let mut sent = 0usize;
+    while sent < 64 << 20 && session.write(&chunk).is_ok_and(|n| n > 0) {
+        sent += chunk.len();
+    }
+    assert!(sent < 64 << 20, "the server's writes never blocked");
     let signalled = Instant::now();
     server.signal("INT");
     let status = server.wait_exit(Duration::from_secs(10)).expect("exits");
@@ -373,6 +415,8 @@ fn shutdown_timeout_bounds_the_wait_for_a_session_that_never_ends() {
         took >= Duration::from_millis(900) && took < Duration::from_secs(5),
         "{took:?}"
     );
+    let log = server.log().join("\n");
+    assert!(log.contains("shutdown_timeout reached"), "{log}");
 }
 
 #[test]
@@ -413,13 +457,6 @@ fn metrics_off_serves_without_a_metrics_endpoint() {
     assert_eq!(round_trip(server.tcp(), b"bare"), b"bare");
     assert_eq!(server.get("/metrics").0, 404);
     assert_eq!(server.get("/readyz").0, 200);
-}
-
-/// CPU seconds (user + system) used so far by process `pid`.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
 }
 
 #[test]

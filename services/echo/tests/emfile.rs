@@ -6,60 +6,35 @@
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::Duration;
 
 use inetsvc_echo::Echo;
-use inetsvc_runtime::conn::ConnSettings;
-use inetsvc_runtime::listener::{bind_tcp, ConnectionCaps, TcpServer};
-use inetsvc_runtime::metrics::{Metrics, Transport};
-use inetsvc_runtime::SystemClock;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use inetsvc_runtime::testing::TcpLoop;
 
-/// CPU seconds (user + system) this process has used, from `/proc/self/stat` opened
-/// beforehand (no descriptor can be opened once they are used up).
+/// CPU seconds this process has used, through `/proc/self/stat` opened beforehand (no
+/// descriptor can be opened once they are used up).
 fn cpu_seconds(proc_stat: &mut std::fs::File) -> f64 {
     use std::io::Seek;
     let mut stat = String::new();
     proc_stat.rewind().unwrap();
     proc_stat.read_to_string(&mut stat).unwrap();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0 // USER_HZ is 100 on Linux
+    inetsvc_testkit::cpu_seconds_in(&stat)
 }
 
 #[test]
 fn emfile_backs_off_without_spinning_and_recovers() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let metrics = Metrics::new("test", "0");
-    let meter = metrics.transport(Transport::Tcp);
-    let listener = runtime
-        .block_on(async { bind_tcp("tcp_listen", "127.0.0.1:0".parse().unwrap()) })
-        .unwrap();
-    let address = listener.local_addr().unwrap();
-    let server = TcpServer {
-        listener,
-        service: Arc::new(Echo),
-        conn: ConnSettings {
-            meter,
-            clock: Arc::new(SystemClock),
-            idle_timeout: Duration::from_secs(60),
-            write_timeout: Duration::from_secs(10),
-            close_linger: Duration::from_millis(100),
-            buffer_size: 1024,
-            faults: inetsvc_runtime::fault::Faults::new(None),
-        },
-        caps: ConnectionCaps::new(100_000, 100_000),
-        max_connection_time: Duration::from_secs(600),
-        spans: inetsvc_runtime::telemetry::Sampler::never(),
-        trace_ids: false,
-        name: "test",
-        concurrency: inetsvc_runtime::concurrency::TcpConcurrency::Concurrent,
-    };
-    let stop = CancellationToken::new();
-    runtime.spawn(server.run(stop.clone(), TaskTracker::new()));
+    // The accept loop exactly as echod builds it, with caps far above what this test opens.
+    let server = TcpLoop::start::<Echo>(
+        &runtime,
+        &[
+            "--max-connections",
+            "100000",
+            "--max-connections-per-source",
+            "100000",
+        ],
+    );
+    let address = server.address();
 
     // Leave this process about 200 descriptors, then use them all up with connections to
     // the server: each costs one descriptor on our side and one for the server's accept.
@@ -96,7 +71,7 @@ fn emfile_backs_off_without_spinning_and_recovers() {
     let mut fresh = TcpStream::connect(address).unwrap();
     assert!(inetsvc_testkit::echoes_on(&mut fresh, b"back"));
 
-    let exposition = metrics.render();
+    let exposition = server.metrics();
     let accept_errors: f64 = exposition
         .lines()
         .find(|l| l.starts_with("inetsvc_errors_total{kind=\"accept\""))
@@ -108,5 +83,5 @@ fn emfile_backs_off_without_spinning_and_recovers() {
         accept_errors < 50.0,
         "{accept_errors} accept errors in ~2 s: backoff, not a retry storm"
     );
-    stop.cancel();
+    drop(server);
 }

@@ -5,18 +5,8 @@
 //! unlike an old GNU inetutils, the answer is always exactly four bytes.
 
 use inetsvc_proto::{time, Protocol};
-use inetsvc_runtime::{ConfigError, Conn, ConnError, Service, ServiceSpec, Settings};
+use inetsvc_runtime::{ConfigError, Conn, ConnError, Service, ServiceSpec, Settings, Shutdown};
 use std::time::SystemTime;
-
-/// The TIME service's description for the runtime.
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "time",
-    binary: "timed",
-    about: "TIME service (RFC 868) over TCP and UDP, with metrics, health and graceful drain",
-    port: Protocol::Time.port(),
-    admin_port: Protocol::Time.admin_port(),
-    keys: &[],
-};
 
 /// RFC 868: `now` as seconds since 1900, mod 2^32, big-endian (the encoding lives in
 /// the wire crate, which the clients share).
@@ -29,12 +19,23 @@ pub fn time_reply(now: SystemTime) -> [u8; 4] {
 pub struct Time;
 
 impl Service for Time {
+    const SPEC: ServiceSpec = ServiceSpec {
+        name: "time",
+        binary: "timed",
+        about: "TIME service (RFC 868) over TCP and UDP, with metrics, health and graceful drain",
+        port: Protocol::Time.port(),
+        admin_port: Protocol::Time.admin_port(),
+        keys: &[],
+        max_datagram: inetsvc_proto::MAX_DATAGRAM,
+        clock_wrap_unix: Some(time::WRAP_UNIX),
+    };
+
     fn from_settings(_: &Settings) -> Result<Self, ConfigError> {
         Ok(Time)
     }
 
     /// RFC 868: send the time and close; the runtime half-closes and drains first.
-    async fn serve_tcp(&self, conn: Conn) -> Result<(), ConnError> {
+    async fn serve_tcp(&self, conn: Conn, _: Shutdown) -> Result<(), ConnError> {
         let answer = time_reply(conn.now());
         conn.answer_and_close(&answer).await
     }

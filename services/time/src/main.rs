@@ -1,5 +1,5 @@
 //! `timed`: the TIME server binary.
 
 fn main() {
-    inetsvc_runtime::main::<inetsvc_time::Time>(inetsvc_time::SPEC)
+    inetsvc_runtime::main::<inetsvc_time::Time>()
 }

@@ -1,11 +1,11 @@
 //! `timed` end to end: Debian's `rdate` as the real peer over TCP and UDP, IPv4 and IPv6,
 //! and the raw four bytes checked against the system clock.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use inetsvc_testkit::{promtool_check_metrics, run_tool, Server};
+use inetsvc_testkit::{promtool_check_metrics, read_to_close, run_tool, udp_ask, Server};
 
 const TIMED: &str = env!("CARGO_BIN_EXE_timed");
 
@@ -71,15 +71,8 @@ fn rdate_reads_the_time_over_ipv6() {
     assert!(rdate(&["-6", "-u", "-o", &port, "::1"]).abs() <= 2);
 }
 
-fn read_answer(mut stream: TcpStream) -> Vec<u8> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .expect("answer and a clean close, not a reset");
-    answer
+fn read_answer(stream: TcpStream) -> Vec<u8> {
+    read_to_close(stream).expect("answer and a clean close, not a reset")
 }
 
 #[test]
@@ -105,13 +98,7 @@ fn a_client_that_sends_first_still_gets_the_answer_not_a_reset() {
 }
 
 fn udp_answer(client: &UdpSocket, target: SocketAddr, request: &[u8]) -> Vec<u8> {
-    client
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    client.send_to(request, target).unwrap();
-    let mut buf = [0u8; 64];
-    let (n, _) = client.recv_from(&mut buf).expect("an answer");
-    buf[..n].to_vec()
+    udp_ask(client, target, request, Duration::from_secs(2)).expect("an answer")
 }
 
 #[test]

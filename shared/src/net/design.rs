@@ -1,9 +1,15 @@
 //! The server designs of Comer & Stevens, chapters 8–13, as a setting: how a service
 //! handles many clients. Every design runs through the same listener, limits, timeouts,
-//! metrics, traces and drain; only the way a connection or datagram is scheduled differs,
-//! and that is decided in one place ([`crate::listener`]).
+//! metrics, traces and drain; only the way work is scheduled differs, and this file is the
+//! one place that decides it: which runtime the process runs on ([`runtime`]), how an
+//! admitted TCP connection is run ([`schedule`]) and how a datagram is answered
+//! ([`UdpConcurrency`], matched in the UDP loop, which needs its buffers for it).
+//! docs/architecture.md, "Server designs".
 
 use std::fmt;
+use std::future::Future;
+
+use tokio_util::task::TaskTracker;
 
 /// How TCP connections are served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +81,48 @@ impl fmt::Display for UdpConcurrency {
             UdpConcurrency::Concurrent => "concurrent",
         })
     }
+}
+
+/// The tokio runtime a design runs on. Book ch. 13: the single-thread design runs
+/// everything, admin port and timers included, on the one thread that calls this.
+pub fn runtime(tcp: TcpConcurrency) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match tcp {
+        TcpConcurrency::SingleThread => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all().build()
+}
+
+/// Runs one admitted connection the way `design` says; returns an error only when the
+/// threaded design cannot start a thread (the connection is then closed with it).
+pub(crate) async fn schedule(
+    design: TcpConcurrency,
+    connection: impl Future<Output = ()> + Send + 'static,
+    tracker: &TaskTracker,
+) -> std::io::Result<()> {
+    match design {
+        // Book §8.13: serve this client to its end before accepting another. The
+        // connection's own timeouts bound how long a stuck client holds the others.
+        TcpConcurrency::Iterative => tracker.track_future(connection).await,
+        // Book ch. 11 and 13: a task per connection, on many threads or on one.
+        TcpConcurrency::Concurrent | TcpConcurrency::SingleThread => {
+            tracker.spawn(connection);
+        }
+        // Book ch. 12: an OS thread per connection, blocking on its work; its I/O
+        // and timers are still driven by the runtime.
+        TcpConcurrency::Threaded => {
+            let runtime = tokio::runtime::Handle::current();
+            let token = tracker.token();
+            std::thread::Builder::new()
+                .name("connection".into())
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    runtime.block_on(connection);
+                    drop(token);
+                })?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,8 +11,11 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::clock::Clock;
+use crate::fault::hooks::{AfterWrite, Close, ReplyStream};
 use crate::fault::Faults;
 use crate::metrics::{ErrorKind, Meter};
+use crate::options::TcpOptions;
+use crate::shutdown::Shutdown;
 
 /// Why serving a connection stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -47,23 +50,37 @@ impl ConnError {
     }
 }
 
-/// The limits and instruments every connection of a listener shares.
+/// The limits and instruments every connection of a service shares.
 #[derive(Clone)]
-pub struct ConnSettings {
+pub(crate) struct ConnSettings {
     /// Where bytes and errors are counted.
-    pub meter: Meter,
+    pub(super) meter: Meter,
     /// The injected clock.
-    pub clock: Arc<dyn Clock>,
-    /// Longest wait for input.
-    pub idle_timeout: Duration,
-    /// Longest wait for a write to make progress.
-    pub write_timeout: Duration,
-    /// Longest half-closed drain in [`Conn::finish`].
-    pub close_linger: Duration,
-    /// Read buffer size, allocated only once data arrives.
-    pub buffer_size: usize,
+    clock: Arc<dyn Clock>,
+    /// Timeouts, buffer size and the design.
+    pub(super) options: TcpOptions,
     /// Injected faults (training); nothing happens while none is set.
-    pub faults: Faults,
+    pub(super) faults: Faults,
+    /// Tells long sessions to finish before the shutdown deadline.
+    pub(super) shutdown: Shutdown,
+}
+
+impl ConnSettings {
+    pub(crate) fn new(
+        meter: Meter,
+        clock: Arc<dyn Clock>,
+        options: TcpOptions,
+        faults: Faults,
+        shutdown: Shutdown,
+    ) -> Self {
+        ConnSettings {
+            meter,
+            clock,
+            options,
+            faults,
+            shutdown,
+        }
+    }
 }
 
 /// An accepted TCP connection.
@@ -86,7 +103,7 @@ pub struct Conn {
 
 impl Conn {
     /// Wraps an accepted stream.
-    pub fn new(stream: TcpStream, peer: SocketAddr, settings: ConnSettings) -> Self {
+    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, settings: ConnSettings) -> Self {
         Conn {
             reset_after: settings.faults.reset_after(),
             stream,
@@ -121,7 +138,7 @@ impl Conn {
     /// read at once: the idle timer is armed only when the read would block, which keeps
     /// a timer insertion off the hot path of a busy connection.
     pub async fn read(&mut self, buf: &mut Vec<u8>) -> Result<usize, ConnError> {
-        let idle = self.settings.idle_timeout;
+        let idle = self.settings.options.idle_timeout;
         loop {
             if !buf.is_empty() {
                 match self.stream.try_read(buf) {
@@ -148,7 +165,7 @@ impl Conn {
                     .stream
                     .try_io(tokio::io::Interest::READABLE, || sock.peek(&mut probe))
                 {
-                    Ok(_) => buf.resize(self.settings.buffer_size, 0),
+                    Ok(_) => buf.resize(self.settings.options.buffer_size, 0),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(ConnError::Read(e)),
                 }
@@ -168,7 +185,7 @@ impl Conn {
     }
 
     async fn write_plain(&mut self, mut data: &[u8]) -> Result<(), ConnError> {
-        let limit = self.settings.write_timeout;
+        let limit = self.settings.options.write_timeout;
         while !data.is_empty() {
             match self.stream.try_write(data) {
                 Ok(0) => return Err(ConnError::Write(io::ErrorKind::WriteZero.into())),
@@ -189,67 +206,52 @@ impl Conn {
         Ok(())
     }
 
-    /// [`Conn::write_all`] with the injected faults applied, in the order a reply meets
-    /// them: latency, truncation, corruption, reset, bandwidth.
+    /// [`Conn::write_all`] through the fault hooks, which decide what is written; this
+    /// only carries out a reset or a cut.
     async fn write_with_faults(&mut self, data: &[u8]) -> Result<(), ConnError> {
-        let faults = self.settings.faults.clone();
         if self.truncated {
             return Ok(());
         }
-        if let Some(wait) = faults.latency() {
-            tokio::time::sleep(wait).await;
-        }
-        let mut reply = data.to_vec();
-        let cut = faults
-            .truncate()
-            .is_some_and(|max| cut_at(&mut reply, self.sent, max));
-        faults.corrupt(&mut reply);
-        let reset = self
-            .reset_after
-            .is_some_and(|after| cut_at(&mut reply, self.sent, after));
-        match faults.bandwidth() {
-            Some(rate) => {
-                // Chunks of a tenth of a second's worth keep the rate smooth.
-                let chunk = (rate / 10).clamp(1, 64 * 1024) as usize;
-                for part in reply.chunks(chunk) {
-                    self.write_plain(part).await?;
-                    tokio::time::sleep(Duration::from_secs_f64(part.len() as f64 / rate as f64))
-                        .await;
-                }
+        let (faults, reset_after) = (self.settings.faults.clone(), self.reset_after);
+        match faults.tcp_write(self, reset_after, data).await? {
+            AfterWrite::Open => Ok(()),
+            AfterWrite::Reset => {
+                // SO_LINGER 0: closing sends a reset, which is what the client must see.
+                let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+                Err(ConnError::FaultReset)
             }
-            None => self.write_plain(&reply).await?,
+            AfterWrite::Cut => {
+                // The client sees the short reply end in a FIN; what it sends after is
+                // read and dropped, so it gets no reset either.
+                self.truncated = true;
+                let _ = self.stream.shutdown().await;
+                Ok(())
+            }
         }
-        if reset {
-            // SO_LINGER 0: closing sends a reset, which is what the client must see.
-            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
-            return Err(ConnError::FaultReset);
-        }
-        if cut {
-            // The client sees the short reply end in a FIN; what it sends after is
-            // read and dropped, so it gets no reset either.
-            self.truncated = true;
-            let _ = self.stream.shutdown().await;
-        }
-        Ok(())
     }
 
     /// Closes gracefully: half-close (FIN) so the answer is delivered, then discard input
     /// until the client closes or `close_linger` passes. Closing with unread input would
-    /// send a reset that can destroy the answer in the client's buffer (DESIGN.md,
-    /// "Protocol facts"; book §10.7).
+    /// send a reset that can destroy the answer in the client's buffer (book §10.7;
+    /// docs/architecture.md, "A connection's path"). During shutdown the linger also ends
+    /// before the shutdown deadline, so a finished session is never counted as cut.
     pub async fn finish(mut self) -> Result<(), ConnError> {
-        if self.reset_after == Some(self.sent) && self.sent == 0 {
-            // `tcp_reset` with after_bytes=0 on a connection that has sent nothing.
-            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
-            return Err(ConnError::FaultReset);
-        }
-        if let Some(wait) = self.settings.faults.slow_close() {
-            tokio::time::sleep(wait).await;
+        if self.settings.faults.any() || self.reset_after.is_some() {
+            match self.settings.faults.tcp_close(self.reset_after, self.sent) {
+                Close::Reset => {
+                    let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+                    return Err(ConnError::FaultReset);
+                }
+                Close::After(wait) => tokio::time::sleep(wait).await,
+            }
         }
         if !self.truncated {
             self.stream.shutdown().await.map_err(ConnError::Write)?;
         }
-        let deadline = Instant::now() + self.settings.close_linger;
+        let mut deadline = Instant::now() + self.settings.options.close_linger;
+        if let Some(end) = self.settings.shutdown.linger_end() {
+            deadline = deadline.min(end);
+        }
         let mut sink = [0u8; 1024];
         loop {
             match timeout_at(deadline, self.stream.read(&mut sink)).await {
@@ -274,16 +276,15 @@ impl Conn {
     }
 }
 
-/// Cuts `reply` so that at most `limit` bytes will have been sent on a connection that
-/// has sent `sent`; true when the limit is reached (truncate and tcp_reset both stop
-/// there).
-fn cut_at(reply: &mut Vec<u8>, sent: u64, limit: u64) -> bool {
-    let room = limit.saturating_sub(sent);
-    if reply.len() as u64 >= room {
-        reply.truncate(room as usize);
-        true
-    } else {
-        false
+impl ReplyStream for Conn {
+    type Error = ConnError;
+
+    fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    async fn write(&mut self, data: &[u8]) -> Result<(), ConnError> {
+        self.write_plain(data).await
     }
 }
 

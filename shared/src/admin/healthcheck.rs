@@ -25,7 +25,7 @@ pub fn check(admin: Option<SocketAddr>) -> Result<(), String> {
     let mut target = probe_address(listen);
     let mut stream = match TcpStream::connect_timeout(&target, TIMEOUT) {
         Ok(stream) => stream,
-        // `[::]` falls back to IPv4 on hosts without IPv6 (see listener.rs): so does the probe.
+        // `[::]` falls back to IPv4 on hosts without IPv6 (see net/bind.rs): so does the probe.
         Err(_) if listen.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) => {
             target = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), listen.port());
             TcpStream::connect_timeout(&target, TIMEOUT)

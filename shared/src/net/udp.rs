@@ -1,0 +1,202 @@
+//! The UDP receive loop: the book's connectionless server (ch. 9), iterative or a task per
+//! datagram, with the loop guard, rate limits and faults in front of the service.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::backoff::Backoff;
+use super::design::UdpConcurrency;
+use crate::clock::Clock;
+use crate::fault::hooks::DatagramOut;
+use crate::fault::Faults;
+use crate::limits::{loop_guard, DropReason, RateLimiter};
+use crate::metrics::{ErrorKind, Meter};
+use crate::service::Service;
+use crate::telemetry::Sampler;
+
+/// One UDP receive loop; built by [`super::Datapath::udp`].
+pub(crate) struct UdpServer<S> {
+    /// The bound socket, shared with the datagram tasks in the concurrent design.
+    pub(super) socket: Arc<UdpSocket>,
+    pub(super) service: Arc<S>,
+    pub(super) meter: Meter,
+    /// The injected clock.
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) loop_guard: bool,
+    /// Ports this service listens on, which the loop guard refuses as source ports.
+    pub(super) own_ports: Arc<[u16]>,
+    /// Rate limits shared by the service's UDP sockets.
+    pub(super) limiter: Arc<Mutex<RateLimiter>>,
+    /// Which datagrams get a span, decided before the span is built (default: none).
+    pub(super) spans: Sampler,
+    /// The `service` name for spans.
+    pub(super) name: &'static str,
+    pub(super) concurrency: UdpConcurrency,
+    /// Datagrams answered at once in the concurrent design; reading waits when all are
+    /// taken, so the kernel's buffer (not our memory) absorbs a burst.
+    pub(super) in_flight: Arc<Semaphore>,
+    pub(super) faults: Faults,
+    /// The largest datagram the service takes ([`crate::ServiceSpec::max_datagram`]).
+    pub(super) max_datagram: usize,
+}
+
+impl<S: Service> UdpServer<S> {
+    /// Answers datagrams until `stop` is cancelled; datagram tasks (concurrent design) go
+    /// into `tracker`. Iterative: one buffer for requests and one for replies, reused, no
+    /// allocation per datagram.
+    pub(crate) async fn run(self, stop: CancellationToken, tracker: TaskTracker) {
+        // One byte more than the largest datagram, so that nothing is ever cut unseen
+        // (inetd cuts at 4096, xinetd at 2048).
+        let mut request = vec![0u8; self.max_datagram + 1];
+        let mut reply = Vec::with_capacity(self.max_datagram);
+        let mut backoff = Backoff::new();
+        loop {
+            let received = tokio::select! {
+                _ = stop.cancelled() => break,
+                received = self.socket.recv_from(&mut request) => received,
+            };
+            let (len, source) = match received {
+                Ok(received) => {
+                    backoff.reset();
+                    received
+                }
+                Err(error) => {
+                    self.meter.error(ErrorKind::Receive);
+                    let pause = backoff.next();
+                    tracing::warn!(%error, pause_ms = pause.as_millis() as u64, "receive failed; backing off");
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+            };
+            self.meter.received(len);
+            if self.loop_guard {
+                if let Some(reason) = loop_guard(source, &self.own_ports) {
+                    self.meter.dropped(reason);
+                    continue;
+                }
+            }
+            let verdict = {
+                // A panic while holding the lock cannot corrupt the buckets (each update is
+                // a few float stores), so a poisoned lock is still usable.
+                let mut limiter = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
+                limiter.check(source.ip().to_canonical(), Instant::now().into_std())
+            };
+            if let Err(reason) = verdict {
+                self.meter.dropped(reason);
+                continue;
+            }
+            if self.faults.udp_drop() {
+                self.meter.dropped(DropReason::Fault);
+                continue;
+            }
+            self.meter.request();
+            let span = self.datagram_span(source, len);
+            let now = self.clock.now();
+            let answerer = Answerer {
+                service: Arc::clone(&self.service),
+                out: Out {
+                    socket: Arc::clone(&self.socket),
+                    meter: self.meter.clone(),
+                },
+                faults: self.faults.clone(),
+            };
+            match self.concurrency {
+                // Book ch. 9: answer this datagram before reading the next; one reply
+                // buffer, reused.
+                UdpConcurrency::Iterative => {
+                    reply.clear();
+                    answerer
+                        .answer(&request[..len], now, source, &span, &mut reply)
+                        .await;
+                }
+                // A task per datagram, at most `in_flight` at once: the request is
+                // copied, as the receive buffer is reused at once.
+                UdpConcurrency::Concurrent => {
+                    let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
+                        break;
+                    };
+                    let request = request[..len].to_vec();
+                    tracker.spawn(async move {
+                        let _permit = permit;
+                        let mut reply = Vec::new();
+                        answerer
+                            .answer(&request, now, source, &span, &mut reply)
+                            .await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// The span of one datagram, if sampled.
+    fn datagram_span(&self, source: SocketAddr, len: usize) -> tracing::Span {
+        if !self.spans.sample() {
+            return tracing::Span::none();
+        }
+        tracing::info_span!(
+            "datagram",
+            otel.kind = "server",
+            inetsvc.service = self.name,
+            network.transport = "udp",
+            server.port = self.own_ports.first().copied().unwrap_or(0),
+            client.address = %source.ip(),
+            client.port = source.port(),
+            inetsvc.bytes_received = len,
+            inetsvc.bytes_sent = tracing::field::Empty,
+        )
+    }
+}
+
+/// What answering one datagram needs, cheap to clone into a datagram task.
+struct Answerer<S> {
+    service: Arc<S>,
+    out: Out,
+    faults: Faults,
+}
+
+impl<S: Service> Answerer<S> {
+    /// Computes the answer to `request` into `reply` and sends it to `source`.
+    async fn answer(
+        &self,
+        request: &[u8],
+        now: std::time::SystemTime,
+        source: SocketAddr,
+        span: &tracing::Span,
+        reply: &mut Vec<u8>,
+    ) {
+        span.in_scope(|| self.service.answer_datagram(request, now, reply));
+        if self.faults.any() {
+            return self.faults.udp_answer(&self.out, source, span, reply).await;
+        }
+        self.out.send(reply, source, span).await;
+    }
+}
+
+/// The socket answers leave by, counted.
+#[derive(Clone)]
+struct Out {
+    socket: Arc<UdpSocket>,
+    meter: Meter,
+}
+
+impl DatagramOut for Out {
+    /// Sends one answer, counting bytes or the error.
+    async fn send(&self, reply: &[u8], to: SocketAddr, span: &tracing::Span) {
+        match self.socket.send_to(reply, to).await {
+            Ok(sent) => {
+                self.meter.sent(sent);
+                span.record("inetsvc.bytes_sent", sent);
+            }
+            Err(error) => {
+                self.meter.error(ErrorKind::Send);
+                tracing::debug!(%to, %error, "send failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! What the tests of other crates need from inside the runtime, and nothing a service
+//! should use: loading a configuration the way a binary does, the pure limit functions,
+//! and one TCP accept loop built exactly as a running service builds it.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use crate::config::parse_addresses;
+pub use crate::limits::{loop_guard, DropReason, RateLimiter};
+
+use crate::config::{self, LoadError, Settings};
+use crate::fault::Faults;
+use crate::metrics::Metrics;
+use crate::net::{bind_tcp, Datapath, Instruments};
+use crate::options::{self, RuntimeConfig};
+use crate::service::{Service, ServiceSpec};
+use crate::shutdown::Shutdown;
+
+/// Loads `args` (without the program name) and `env` as `spec`'s binary would, and checks
+/// every runtime key: `Ok` or the one-line error the binary would print.
+pub fn check_config(
+    spec: &ServiceSpec,
+    args: impl IntoIterator<Item = String>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), String> {
+    let args = std::iter::once(spec.binary.to_owned())
+        .chain(args)
+        .map(OsString::from);
+    match config::load(&options::schema(spec), args, env) {
+        Ok((_, settings)) => RuntimeConfig::from_settings(&settings)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Err(LoadError::Config(error)) => Err(error.to_string()),
+        Err(LoadError::Cli(error)) => Err(error.kind().to_string()),
+    }
+}
+
+/// One TCP accept loop of `S` on a loopback port, with `S`'s default settings (the flags
+/// in `args` on top), metrics on, tracing off: the same construction a running service
+/// uses, without signals, the admin port or UDP. Dropping it stops accepting.
+pub struct TcpLoop {
+    address: SocketAddr,
+    metrics: Metrics,
+    stop: CancellationToken,
+}
+
+impl TcpLoop {
+    /// Starts the loop on `runtime`; panics on a bad flag (a bug in the test).
+    pub fn start<S: Service>(runtime: &tokio::runtime::Runtime, args: &[&str]) -> Self {
+        let spec = &S::SPEC;
+        let args = std::iter::once(spec.binary)
+            .chain(["--tcp-listen", "127.0.0.1:0"])
+            .chain(args.iter().copied())
+            .map(OsString::from);
+        let (_, settings) = config::load(&options::schema(spec), args, std::iter::empty())
+            .unwrap_or_else(|e| panic!("test flags do not load: {e:?}"));
+        let config = RuntimeConfig::from_settings(&settings).expect("test flags check");
+        let service = S::from_settings(&settings).expect("service settings");
+        let metrics = Metrics::new(spec.name, crate::VERSION);
+        let faults = Faults::new(None, None);
+        let datapath = Datapath::new(
+            service,
+            spec,
+            config.tcp,
+            config.udp,
+            Instruments {
+                metrics: Some(&metrics),
+                traces: None,
+                exporting: false,
+                faults: &faults,
+            },
+            Shutdown::new(),
+        );
+        let listener = runtime
+            .block_on(async { bind_tcp("tcp_listen", config.tcp_listen[0]) })
+            .expect("bind a loopback port");
+        let address = listener.local_addr().expect("bound address");
+        let stop = CancellationToken::new();
+        let server = datapath.tcp(listener);
+        runtime.spawn(server.run(stop.clone(), TaskTracker::new()));
+        TcpLoop {
+            address,
+            metrics,
+            stop,
+        }
+    }
+
+    /// Where it accepts.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Its metrics, in the Prometheus text format.
+    pub fn metrics(&self) -> String {
+        self.metrics.render()
+    }
+}
+
+impl Drop for TcpLoop {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The default settings of `spec`'s binary, for tests of a service's own keys.
+pub fn default_settings(spec: &ServiceSpec) -> Settings {
+    Settings::defaults(&options::schema(spec))
+}
