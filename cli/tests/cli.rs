@@ -271,12 +271,8 @@ fn probe_fails_on_clock_skew_beyond_the_tolerance() {
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let fast = ((now + 600 + 2_208_988_800) % (1 << 32)) as u32;
-        conn.write_all(&fast.to_be_bytes()).unwrap();
+        let fast = std::time::SystemTime::now() + std::time::Duration::from_secs(600);
+        conn.write_all(&inetsvc_proto::time::encode(fast)).unwrap();
     });
     let out = inetsvc(&[
         "probe",

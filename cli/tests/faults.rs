@@ -43,7 +43,7 @@ fn time_answer(server: SocketAddr) -> u32 {
 
 /// How far a TIME answer is from our clock, in seconds.
 fn time_offset(server: SocketAddr) -> i64 {
-    let reported = i64::from(time_answer(server)) - 2_208_988_800;
+    let reported = i64::from(time_answer(server)) - inetsvc_proto::time::SECONDS_1900_TO_1970;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

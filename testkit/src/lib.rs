@@ -8,7 +8,7 @@
 pub mod otlp;
 pub mod prometheus;
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -551,20 +551,14 @@ pub fn udp_ask(
     wait: Duration,
 ) -> Option<Vec<u8>> {
     client.send_to(request, target).expect("send");
-    let deadline = Instant::now() + wait;
-    let mut buf = vec![0u8; 70_000];
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        client
-            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .expect("timeout");
-        match client.recv_from(&mut buf) {
-            Ok((n, from)) if from == target => return Some(buf[..n].to_vec()),
-            Ok(_) => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
-            Err(e) => panic!("recv: {e}"),
+    let mut answer = None;
+    receive_until(client, Instant::now() + wait, |data, from| {
+        if from == target {
+            answer = Some(data.to_vec());
         }
-    }
-    None
+        answer.is_some()
+    });
+    answer
 }
 
 /// Sends `request` to `server` from a fresh loopback socket and collects every answer
@@ -582,18 +576,30 @@ pub fn udp_answers(server: SocketAddr, request: &[u8], wait: Duration) -> Vec<(V
 /// after `since` it came.
 pub fn udp_collect(socket: &UdpSocket, since: Instant, wait: Duration) -> Vec<(Vec<u8>, Duration)> {
     let mut answers = Vec::new();
-    let deadline = since + wait;
+    receive_until(socket, since + wait, |data, _| {
+        answers.push((data.to_vec(), since.elapsed()));
+        false
+    });
+    answers
+}
+
+/// Receives on `socket` until `deadline`, a receive error, or `take` returning true.
+fn receive_until(
+    socket: &UdpSocket,
+    deadline: Instant,
+    mut take: impl FnMut(&[u8], SocketAddr) -> bool,
+) {
     let mut buf = vec![0u8; 70_000];
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         socket
             .set_read_timeout(Some(left.max(Duration::from_millis(1))))
             .expect("timeout");
-        match socket.recv(&mut buf) {
-            Ok(n) => answers.push((buf[..n].to_vec(), since.elapsed())),
-            Err(_) => break,
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) if take(&buf[..n], from) => return,
+            Ok(_) => {}
+            Err(_) => return,
         }
     }
-    answers
 }
 
 /// Everything a server sends on `stream` until it closes, waiting at most 10 s for each

@@ -9,7 +9,8 @@ use inetsvc_testkit::{promtool_check_metrics, read_to_close, run_tool, udp_ask, 
 
 const TIMED: &str = env!("CARGO_BIN_EXE_timed");
 
-/// The current RFC 868 value from the system clock.
+/// The current RFC 868 value from the system clock, computed here from the RFC's own
+/// figure (2,208,988,800 s from 1900 to 1970) as an oracle independent of the wire crate.
 fn now_rfc868() -> u32 {
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
