@@ -36,6 +36,6 @@ pub mod testing;
 
 pub use config::{ConfigError, Key, Settings};
 pub use net::{Conn, ConnError};
-pub use run::{main, run, VERSION};
+pub use run::main;
 pub use service::{Service, ServiceSpec};
 pub use shutdown::Shutdown;

@@ -320,13 +320,40 @@ async fn serve_until_signal<S: Service>(
         }
     };
     tokio::time::sleep(config.drain_delay).await;
+    drain(
+        config.shutdown_timeout,
+        &stop_accepting,
+        &connections,
+        loops,
+        &finishing,
+    )
+    .await;
+    stop_admin.cancel();
+    if let Some(admin) = admin {
+        let _ = tokio::time::timeout(ADMIN_CLOSE, admin).await;
+    }
+    code
+}
+
+/// Stops accepting and waits for what is in flight, at most `timeout`: one deadline for
+/// everything, including a connection an iterative accept loop is still serving. Sessions
+/// still open shortly before it are asked to finish; what is left at it is cut.
+async fn drain(
+    timeout: Duration,
+    stop_accepting: &CancellationToken,
+    connections: &TaskTracker,
+    loops: Vec<tokio::task::JoinHandle<()>>,
+    finishing: &Shutdown,
+) {
     stop_accepting.cancel();
     connections.close();
-    tracing::info!(in_flight = connections.len(), timeout = ?config.shutdown_timeout, "stopped accepting; finishing connections");
-    // One deadline for everything in flight, including a connection an iterative accept
-    // loop is still serving; sessions still open shortly before it are asked to finish.
-    let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
-    let lead = shutdown::finish_lead(config.shutdown_timeout);
+    tracing::info!(
+        in_flight = connections.len(),
+        ?timeout,
+        "stopped accepting; finishing connections"
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    let lead = shutdown::finish_lead(timeout);
     let ask_to_finish = {
         let finishing = finishing.clone();
         tokio::spawn(async move {
@@ -348,11 +375,6 @@ async fn serve_until_signal<S: Service>(
             "shutdown_timeout reached; closing the connections still open"
         );
     }
-    stop_admin.cancel();
-    if let Some(admin) = admin {
-        let _ = tokio::time::timeout(ADMIN_CLOSE, admin).await;
-    }
-    code
 }
 
 /// `max_connections`, lowered (with a warning) to what the open-file limit can hold once

@@ -59,7 +59,7 @@ impl TcpLoop {
             .unwrap_or_else(|e| panic!("test flags do not load: {e:?}"));
         let config = RuntimeConfig::from_settings(&settings).expect("test flags check");
         let service = S::from_settings(&settings).expect("service settings");
-        let metrics = Metrics::new(spec.name, crate::VERSION);
+        let metrics = Metrics::new(spec.name, crate::run::VERSION);
         let faults = Faults::new(None, None);
         let datapath = Datapath::new(
             service,
