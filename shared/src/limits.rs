@@ -166,8 +166,8 @@ impl Drop for SourceSlot {
     }
 }
 
-/// File descriptors kept free for what is not a client connection: listeners, the admin
-/// server and its scrapes, the process collector's `/proc` reads, logs.
+/// File descriptors kept free for what is neither a data nor an admin connection:
+/// listeners, the process collector's `/proc` reads, logs, the trace exporter.
 pub const FD_RESERVE: u64 = 64;
 
 /// Raises the soft open-file limit to the hard limit (as Go and systemd services do) and
@@ -176,11 +176,11 @@ pub fn raise_fd_limit() -> Option<u64> {
     rlimit::increase_nofile_limit(u64::MAX).ok()
 }
 
-/// The connection cap that fits in `fd_limit` descriptors with [`FD_RESERVE`] left over,
-/// so that a full service refuses connections with a reset instead of running out of
-/// descriptors (EMFILE), and `/metrics` stays reachable.
-pub fn connection_cap(requested: usize, fd_limit: u64) -> usize {
-    let room = fd_limit.saturating_sub(FD_RESERVE).max(1);
+/// The connection cap that fits in `fd_limit` descriptors with [`FD_RESERVE`] and the
+/// admin port's `admin_reserve` left over, so that a full service refuses connections with
+/// a reset instead of running out of descriptors (EMFILE), and `/metrics` stays reachable.
+pub fn connection_cap(requested: usize, fd_limit: u64, admin_reserve: u64) -> usize {
+    let room = fd_limit.saturating_sub(FD_RESERVE + admin_reserve).max(1);
     requested.min(usize::try_from(room).unwrap_or(usize::MAX))
 }
 
@@ -303,9 +303,13 @@ mod tests {
 
     #[test]
     fn connection_cap_leaves_descriptors_for_the_admin_port() {
-        assert_eq!(connection_cap(4096, 1_048_576), 4096);
-        assert_eq!(connection_cap(4096, 1024), 1024 - FD_RESERVE as usize);
-        assert_eq!(connection_cap(4096, 10), 1);
+        assert_eq!(connection_cap(4096, 1_048_576, 32), 4096);
+        assert_eq!(connection_cap(4096, 1024, 0), 1024 - FD_RESERVE as usize);
+        assert_eq!(
+            connection_cap(4096, 1024, 32),
+            1024 - FD_RESERVE as usize - 32
+        );
+        assert_eq!(connection_cap(4096, 10, 32), 1);
     }
 
     #[test]

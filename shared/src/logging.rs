@@ -48,3 +48,70 @@ pub fn init(config: &RuntimeConfig, traces: Option<&SdkTracerProvider>) {
         .with(traces)
         .try_init();
 }
+
+/// At most one log line a second for an event that a client can cause at will, with the
+/// number of lines left out since the last one.
+#[derive(Debug)]
+pub struct Throttle {
+    /// Milliseconds since `base` of the last line written, plus one (0: never).
+    last: std::sync::atomic::AtomicU64,
+    /// Lines left out since then.
+    suppressed: std::sync::atomic::AtomicU64,
+    base: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl Throttle {
+    /// A throttle that lets the first line through.
+    pub const fn new() -> Self {
+        Throttle {
+            last: std::sync::atomic::AtomicU64::new(0),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+            base: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// `Some(lines left out before this one)` when a line may be written at `now`, else
+    /// `None` (and the line is counted as left out).
+    pub fn admit(&self, now: std::time::Instant) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let base = *self.base.get_or_init(|| now);
+        let at = now.saturating_duration_since(base).as_millis() as u64 + 1;
+        let last = self.last.load(Ordering::Relaxed);
+        if last != 0 && at < last + 1000 {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        if self
+            .last
+            .compare_exchange(last, at, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            // Another thread wrote the line for this second.
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn one_line_a_second_with_the_count_left_out() {
+        let throttle = Throttle::new();
+        let start = Instant::now();
+        assert_eq!(throttle.admit(start), Some(0));
+        for i in 1..=500 {
+            assert_eq!(throttle.admit(start + Duration::from_millis(i)), None);
+        }
+        assert_eq!(
+            throttle.admit(start + Duration::from_millis(1000)),
+            Some(500)
+        );
+        assert_eq!(throttle.admit(start + Duration::from_millis(1500)), None);
+        assert_eq!(throttle.admit(start + Duration::from_millis(2100)), Some(1));
+    }
+}

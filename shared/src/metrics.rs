@@ -121,6 +121,45 @@ pub struct Metrics {
     fault_active: IntGaugeVec,
     /// What `/healthz` and `/readyz` answer now, 1 = healthy, by check.
     health: IntGaugeVec,
+    /// Admin connections and requests turned away, by reason.
+    admin_refused: IntCounterVec,
+}
+
+/// Why the admin server turned a connection or request away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRefusal {
+    /// A new connection found the cap full and no connection could be closed for it.
+    Cap,
+    /// The oldest connection was closed to make room for a new one.
+    Evicted,
+    /// Request headers not complete within `admin_header_timeout` (or idle that long).
+    HeaderTimeout,
+    /// A request, body included, took longer than `admin_request_timeout`.
+    RequestTimeout,
+    /// An `/admin/` request without the right bearer token.
+    Unauthorized,
+}
+
+impl AdminRefusal {
+    /// Every reason, each created at zero.
+    pub const ALL: [AdminRefusal; 5] = [
+        AdminRefusal::Cap,
+        AdminRefusal::Evicted,
+        AdminRefusal::HeaderTimeout,
+        AdminRefusal::RequestTimeout,
+        AdminRefusal::Unauthorized,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            AdminRefusal::Cap => "cap",
+            AdminRefusal::Evicted => "evicted",
+            AdminRefusal::HeaderTimeout => "header_timeout",
+            AdminRefusal::RequestTimeout => "request_timeout",
+            AdminRefusal::Unauthorized => "unauthorized",
+        }
+    }
 }
 
 /// Registers `collector` in `registry`. Names are compile-time constants registered once,
@@ -261,6 +300,22 @@ impl Metrics {
             )
             .expect("valid metric definition"),
         );
+        let admin_refused = register(
+            &registry,
+            IntCounterVec::new(
+                opts(
+                    "inetsvc_admin_refused_total",
+                    "Admin HTTP connections or requests turned away, by reason.",
+                ),
+                &["service", "reason"],
+            )
+            .expect("valid metric definition"),
+        );
+        for reason in AdminRefusal::ALL {
+            admin_refused
+                .with_label_values(&[service, reason.label()])
+                .reset();
+        }
         let build_info = register(
             &registry,
             IntGaugeVec::new(
@@ -292,7 +347,15 @@ impl Metrics {
             spans_dropped,
             fault_active,
             health,
+            admin_refused,
         }
+    }
+
+    /// Counts an admin connection or request turned away.
+    pub fn admin_refused(&self, reason: AdminRefusal) {
+        self.admin_refused
+            .with_label_values(&[self.service, reason.label()])
+            .inc();
     }
 
     /// The `inetsvc_fault_active` family and this service's label, for [`crate::fault::Faults`].

@@ -46,6 +46,7 @@ pub fn schema(spec: &ServiceSpec) -> Schema {
             RUNTIME_KEYS,
             crate::telemetry::TRACE_KEYS,
             crate::fault::FAULT_KEYS,
+            crate::admin::SERVER_KEYS,
             crate::admin::API_KEYS,
             spec.keys,
         ],

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::api::{self, AdminApi};
-use crate::admin::{self, healthcheck, AdminState};
+use crate::admin::{self, healthcheck, AdminLimits, AdminState};
 use crate::config::{self, ConfigError, LoadError, Mode};
 use crate::fault::{self, FaultRequest, Faults};
 use crate::limits;
@@ -76,6 +76,10 @@ pub fn run<S: Service>(
         Ok(faults) => faults,
         Err(error) => return fail(error),
     };
+    let admin_limits = match AdminLimits::from_settings(&settings) {
+        Ok(limits) => limits,
+        Err(error) => return fail(error),
+    };
     let api = match api::admin_api(&settings) {
         Ok(api) => api,
         Err(error) => return fail(error),
@@ -87,6 +91,10 @@ pub fn run<S: Service>(
         ));
     }
     let training = Training { faults, api };
+    let plane = Plane {
+        training,
+        admin: admin_limits,
+    };
     match mode {
         Mode::PrintConfig => {
             print!("{}", settings.to_toml());
@@ -107,12 +115,18 @@ pub fn run<S: Service>(
                     return 1;
                 }
             };
-            let code = runtime.block_on(serve(spec, config, traces, env, service, training));
+            let code = runtime.block_on(serve(spec, config, traces, env, service, plane));
             // Connection tasks cut at the deadline must not hold the exit.
             runtime.shutdown_timeout(Duration::from_millis(100));
             code
         }
     }
+}
+
+/// What is not the datapath: the admin server's budget and fault injection.
+struct Plane {
+    training: Training,
+    admin: AdminLimits,
 }
 
 /// Fault injection for training: the faults set at start and the admin API, if on.
@@ -163,7 +177,7 @@ async fn serve<S: Service>(
     traces: TraceConfig,
     env: HashMap<String, String>,
     service: S,
-    training: Training,
+    plane: Plane,
 ) -> i32 {
     let metrics = config.metrics.then(|| Metrics::new(spec.name, VERSION));
     let counters = metrics
@@ -190,7 +204,7 @@ async fn serve<S: Service>(
                 traces: &traces,
                 exporting,
                 metrics,
-                training,
+                plane,
             };
             serve_until_signal(spec, &config, shared, bound, service).await
         }
@@ -214,7 +228,7 @@ struct Shared<'a> {
     /// Whether spans are exported.
     exporting: bool,
     metrics: Option<Metrics>,
-    training: Training,
+    plane: Plane,
 }
 
 async fn serve_until_signal<S: Service>(
@@ -228,10 +242,26 @@ async fn serve_until_signal<S: Service>(
         traces,
         exporting,
         metrics,
-        training,
+        plane: Plane {
+            training,
+            admin: admin_limits,
+        },
     } = shared;
+    let mut signals = match shutdown::Signals::new() {
+        Ok(signals) => signals,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for signals; stopping");
+            return 1;
+        }
+    };
     let mut tcp = config.tcp;
-    tcp.max_connections = fitted_connection_cap(tcp.max_connections);
+    // The admin port's descriptors are kept out of the data listeners' reach.
+    let admin_reserve = if bound.admin.is_some() {
+        admin_limits.max_connections
+    } else {
+        0
+    };
+    tcp.max_connections = fitted_connection_cap(tcp.max_connections, admin_reserve);
     if let Some(metrics) = &metrics {
         metrics.set_connection_cap(tcp.max_connections);
     }
@@ -274,7 +304,12 @@ async fn serve_until_signal<S: Service>(
             faults: faults.clone(),
             api: training.api.clone(),
         };
-        tokio::spawn(admin::serve(listener, state, stop_admin.clone()))
+        tokio::spawn(admin::serve(
+            listener,
+            state,
+            admin_limits,
+            stop_admin.clone(),
+        ))
     });
     tokio::spawn(faults.clone().expire_until(stop_admin.clone()));
 
@@ -308,17 +343,12 @@ async fn serve_until_signal<S: Service>(
         "serving"
     );
 
-    let code = match shutdown::signal().await {
-        Ok(signal) => {
-            readiness.set(Phase::Draining);
-            tracing::info!(signal, drain_delay = ?config.drain_delay, "draining: not ready, still serving");
-            0
-        }
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for signals; stopping");
-            1
-        }
-    };
+    let signal = signals.first_stop().await;
+    readiness.set(Phase::Draining);
+    tracing::info!(signal, drain_delay = ?config.drain_delay, "draining: not ready, still serving");
+    // A second SIGTERM or SIGINT is an operator who will not wait: exit at once.
+    tokio::spawn(signals.exit_on_second_stop());
+    let code = 0;
     tokio::time::sleep(config.drain_delay).await;
     drain(
         config.shutdown_timeout,
@@ -378,12 +408,12 @@ async fn drain(
 }
 
 /// `max_connections`, lowered (with a warning) to what the open-file limit can hold once
-/// it is raised as far as it goes.
-fn fitted_connection_cap(requested: usize) -> usize {
+/// it is raised as far as it goes, with `admin_reserve` descriptors kept for the admin port.
+fn fitted_connection_cap(requested: usize, admin_reserve: usize) -> usize {
     let Some(fd_limit) = limits::raise_fd_limit() else {
         return requested;
     };
-    let cap = limits::connection_cap(requested, fd_limit);
+    let cap = limits::connection_cap(requested, fd_limit, admin_reserve as u64);
     if cap < requested {
         tracing::warn!(
             requested,

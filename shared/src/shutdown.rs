@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -51,15 +52,61 @@ impl Readiness {
     }
 }
 
-/// Waits for SIGTERM or SIGINT and returns the signal's name.
-pub async fn signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// The signals a service listens for, registered once at start so that none of them can
+/// kill it with the default action: SIGTERM and SIGINT stop it (a second one exits at
+/// once), SIGHUP, SIGUSR1 and SIGUSR2 are logged and otherwise ignored (tools send HUP
+/// expecting a reload or nothing, never a kill).
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+    usr1: Signal,
+    usr2: Signal,
+}
+
+impl Signals {
+    /// Installs the handlers.
+    pub fn new() -> std::io::Result<Self> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT and returns its name; the signals that do not stop the
+    /// service are logged meanwhile.
+    pub async fn first_stop(&mut self) -> &'static str {
+        loop {
+            let ignored = tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => "SIGHUP",
+                _ = self.usr1.recv() => "SIGUSR1",
+                _ = self.usr2.recv() => "SIGUSR2",
+            };
+            tracing::warn!(
+                signal = ignored,
+                "signal ignored: the configuration is not reloaded and the service goes on"
+            );
+        }
+    }
+
+    /// After the first stop: waits for a second SIGTERM or SIGINT and exits the process at
+    /// once, with 128 + the signal's number as the shell reports a signal death (143 for
+    /// SIGTERM, 130 for SIGINT).
+    pub async fn exit_on_second_stop(mut self) {
+        let signal = self.first_stop().await;
+        let code = if signal == "SIGTERM" { 143 } else { 130 };
+        tracing::warn!(
+            signal,
+            code,
+            "second stop signal: exiting at once, without finishing the drain"
+        );
+        std::process::exit(code);
+    }
 }
 
 /// The request to finish, handed to every TCP session: a service whose sessions last

@@ -461,9 +461,9 @@ fn metrics_off_serves_without_a_metrics_endpoint() {
 
 #[test]
 fn a_low_open_file_limit_lowers_the_cap_and_keeps_metrics_reachable() {
-    // 100 descriptors: the runtime keeps 64 for itself, so it serves 36 connections at
-    // once and refuses the rest instead of running out of descriptors.
-    let server = Server::start_under(&["prlimit", "--nofile=100:100"], ECHOD, &[]);
+    // 132 descriptors: the runtime keeps 64 for itself and 32 for the admin port, so it
+    // serves 36 connections at once and refuses the rest instead of running out.
+    let server = Server::start_under(&["prlimit", "--nofile=132:132"], ECHOD, &[]);
     let log = server.log().join("\n");
     assert!(log.contains("max_connections lowered"), "{log}");
     let mut held: Vec<TcpStream> = (0..36)

@@ -15,6 +15,8 @@ use axum::Router;
 use super::AdminState;
 use crate::config::{ConfigError, Key, Settings};
 use crate::fault::{FaultKind, FaultRequest};
+use crate::logging::Throttle;
+use crate::metrics::AdminRefusal;
 
 /// The keys of the admin API.
 pub const API_KEYS: &[Key] = &[
@@ -22,6 +24,10 @@ pub const API_KEYS: &[Key] = &[
     Key::secret("admin_token", "", "Bearer token the /admin/ API requires, at least 16 characters; prefer admin_token_file or INETSVC_ADMIN_TOKEN over a flag"),
     Key::new("admin_token_file", "", "File holding the /admin/ bearer token (a mounted Secret); surrounding whitespace is ignored"),
 ];
+
+/// One log line a second at most for refused requests: a flood of them must not flood
+/// the log (they are all counted in the metrics).
+static REFUSED_LOG: Throttle = Throttle::new();
 
 /// Shortest token accepted: long enough that guessing is not an attack.
 const MIN_TOKEN_LEN: usize = 16;
@@ -106,7 +112,14 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
             next.run(request).await
         }
         _ => {
-            tracing::warn!(path = %request.uri().path(), "admin API request refused: missing or wrong bearer token");
+            if let Some(metrics) = &state.metrics {
+                metrics.admin_refused(AdminRefusal::Unauthorized);
+            }
+            if let Some(suppressed) = REFUSED_LOG.admit(std::time::Instant::now()) {
+                // The path is cut: a refused request must not write what it likes to the log.
+                let path: String = request.uri().path().chars().take(80).collect();
+                tracing::warn!(%path, suppressed, "admin API request refused: missing or wrong bearer token");
+            }
             (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer realm=\"inetsvc-admin\"")],

@@ -5,11 +5,13 @@
 //! - `GET /readyz`  — readiness: 200 once every listener is bound and until draining starts
 //! - `GET /version` — service name and version as JSON
 //!
-//! State changes live under `/admin/`, in [`api`], mounted only when `admin_api` is on
+//! State changes live under `/admin/`, in [`api`], mounted only when `admin_api` is on;
+//! [`server`] holds the admin port's own budget of connections and time
 //! (docs/architecture.md, "Admin plane").
 
 pub mod api;
 pub mod healthcheck;
+pub mod server;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -20,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use api::{AdminApi, API_KEYS};
+pub use server::{AdminLimits, SERVER_KEYS};
 
 use crate::fault::Faults;
 use crate::metrics::Metrics;
@@ -114,13 +117,15 @@ async fn version(State(state): State<AdminState>) -> impl IntoResponse {
     )
 }
 
-/// Serves the admin routes on `listener` until `stop` is cancelled. The admin server stops
-/// last, so that `/readyz` reports draining for the whole drain.
-pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationToken) {
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
-    if let Err(error) = result {
-        tracing::error!(%error, "admin server failed");
-    }
+/// Serves the admin routes on `listener`, within `limits`, until `stop` is cancelled. The
+/// admin server stops last, so that `/readyz` reports draining for the whole drain.
+pub async fn serve(
+    listener: TcpListener,
+    state: AdminState,
+    limits: AdminLimits,
+    stop: CancellationToken,
+) {
+    let metrics = state.metrics.clone();
+    let routes = server::bounded(router(state), limits, metrics.clone());
+    server::serve(listener, routes, limits, metrics, stop).await;
 }

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 
+pub(crate) use backoff::Backoff;
 pub use bind::{bind_tcp, bind_udp};
 pub use conn::{Conn, ConnError};
 pub use design::{runtime, TcpConcurrency, UdpConcurrency};
