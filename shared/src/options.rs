@@ -27,6 +27,7 @@ pub const RUNTIME_KEYS: &[Key] = &[
     Key::new("close_linger", "2s", "After the answer, half-close and discard input for at most this long before closing, so the client gets the answer and not a reset"),
     Key::new("buffer_size", "16384", "Bytes of TCP read buffer per busy connection (idle connections hold none)"),
     Key::new("udp_loop_guard", "true", "Drop datagrams from source ports below 1024, 2049 and this service's own ports, and from non-unicast sources (CERT CA-1996-01)"),
+    Key::new("udp_loop_guard_ports", "7007,7013,7019,7037", "More source ports the loop guard drops, besides those below 1024, 2049 and this service's own: the service set's high ports (compose, Kubernetes), so that its services cannot be played against each other; `off` for none"),
     Key::new("udp_rate_per_source", "500", "UDP replies per second to one source IP address; 0 means unlimited"),
     Key::new("udp_burst_per_source", "1000", "UDP replies one source may get in a burst above its rate"),
     Key::new("udp_rate_global", "50000", "UDP replies per second in all; 0 means unlimited"),
@@ -116,12 +117,14 @@ pub struct TcpOptions {
 }
 
 /// The UDP options, handed whole to the receive loop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct UdpOptions {
     /// How datagrams are scheduled.
     pub concurrency: crate::net::UdpConcurrency,
     /// Whether the loop guard is on.
     pub loop_guard: bool,
+    /// Source ports the loop guard drops besides the fixed ones and the service's own.
+    pub loop_guard_ports: Vec<u16>,
     /// Replies per second per source; 0 = unlimited.
     pub rate_per_source: u32,
     /// Burst per source.
@@ -198,11 +201,28 @@ impl TcpOptions {
     }
 }
 
+/// `P[,P…]` ports from 1 to 65535, or `off` for none.
+fn parse_ports(text: &str) -> Result<Vec<u16>, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(str::trim)
+        .map(|part| match part.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(port),
+            _ => Err(format!(
+                "`{part}` is not a port from 1 to 65535; write 7007,7013 or `off`"
+            )),
+        })
+        .collect()
+}
+
 impl UdpOptions {
     fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
         Ok(UdpOptions {
             concurrency: settings.parse("udp_concurrency", crate::net::UdpConcurrency::parse)?,
             loop_guard: settings.flag("udp_loop_guard")?,
+            loop_guard_ports: settings.parse("udp_loop_guard_ports", parse_ports)?,
             rate_per_source: settings.number("udp_rate_per_source", 0, 10_000_000)? as u32,
             burst_per_source: settings.number("udp_burst_per_source", 1, 10_000_000)? as u32,
             rate_global: settings.number("udp_rate_global", 0, 100_000_000)? as u32,
@@ -388,6 +408,16 @@ mod tests {
             (&["--idle-timeout", "10"], "idle_timeout", "duration"),
             (&["--write-timeout", "0s"], "write_timeout", "at least"),
             (&["--buffer-size", "10"], "buffer_size", "from 512"),
+            (
+                &["--udp-loop-guard-ports", "7007,0"],
+                "udp_loop_guard_ports",
+                "from 1 to 65535",
+            ),
+            (
+                &["--tcp-listen", ""],
+                "tcp_listen",
+                "flag --tcp-listen is empty",
+            ),
         ];
         for (args, key, fix) in cases {
             let error = config_error(args, &[]);

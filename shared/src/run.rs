@@ -278,7 +278,7 @@ async fn serve_until_signal<S: Service>(
         service,
         spec,
         tcp,
-        config.udp,
+        config.udp.clone(),
         Instruments {
             metrics: metrics.as_ref(),
             traces: config.tracing.then_some(traces),
@@ -322,7 +322,7 @@ async fn serve_until_signal<S: Service>(
     }
     let own_ports = net::own_ports(&bound.udp);
     for socket in bound.udp {
-        let server = datapath.udp(socket, own_ports.clone());
+        let server = datapath.udp(socket, &own_ports);
         loops.push(tokio::spawn(
             server.run(stop_accepting.clone(), connections.clone()),
         ));

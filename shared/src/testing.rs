@@ -65,7 +65,7 @@ impl TcpLoop {
             service,
             spec,
             config.tcp,
-            config.udp,
+            config.udp.clone(),
             Instruments {
                 metrics: Some(&metrics),
                 traces: None,

@@ -3,6 +3,7 @@
 
 use std::net::{TcpListener, UdpSocket};
 use std::process::Output;
+use std::time::Duration;
 
 use inetsvc_testkit::{run_binary, run_tool, Server};
 
@@ -242,4 +243,83 @@ fn the_readme_documents_every_key() {
             }
         }
     }
+}
+
+#[test]
+fn an_empty_value_is_refused_naming_where_it_came_from() {
+    // An unset shell variable must not turn the admin port (or a data port) off in silence.
+    assert_config_error(
+        run_binary(ECHOD, &["--print-config"], &[("INETSVC_ADMIN_LISTEN", "")]),
+        &[
+            "admin_listen",
+            "environment variable INETSVC_ADMIN_LISTEN is empty",
+        ],
+    );
+    assert_config_error(
+        run_binary(ECHOD, &["--print-config", "--tcp-listen", " "], &[]),
+        &["tcp_listen", "flag --tcp-listen is empty"],
+    );
+    let file = temp_file("empty.toml", "udp_listen = \"\"\n");
+    assert_config_error(
+        run_binary(ECHOD, &["--print-config", "--config", &file], &[]),
+        &["udp_listen", "config file", "is empty"],
+    );
+    // `off` still turns a listener off, and keys whose default is empty may stay empty.
+    let printed = run_binary(
+        ECHOD,
+        &["--print-config", "--udp-listen", "off"],
+        &[("INETSVC_OTLP_ENDPOINT", "")],
+    );
+    assert_eq!(printed.status.code(), Some(0));
+}
+
+#[test]
+fn a_config_or_token_path_that_is_no_regular_file_is_refused_at_once() {
+    let fifo = std::env::temp_dir().join(format!("inetsvc-cli-{}-fifo", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let made = run_tool(
+        "mkfifo",
+        &[fifo.to_str().unwrap()],
+        b"",
+        Duration::from_secs(5),
+    );
+    assert!(made.status.success());
+    let fifo = fifo.to_str().unwrap();
+    // Before: both hung for ever waiting for a writer.
+    let output = run_tool(
+        ECHOD,
+        &["--print-config", "--config", fifo],
+        b"",
+        Duration::from_secs(5),
+    );
+    assert_config_error(output, &["config file", "not a regular file"]);
+    let output = run_tool(
+        ECHOD,
+        &[
+            "--print-config",
+            "--admin-api",
+            "true",
+            "--admin-token-file",
+            fifo,
+        ],
+        b"",
+        Duration::from_secs(5),
+    );
+    assert_config_error(output, &["admin_token_file", "not a regular file"]);
+    let huge = temp_file("huge-token", &"a".repeat(100_000));
+    assert_config_error(
+        run_binary(
+            ECHOD,
+            &[
+                "--print-config",
+                "--admin-api",
+                "true",
+                "--admin-token-file",
+                &huge,
+            ],
+            &[],
+        ),
+        &["admin_token_file", "more than the 4096"],
+    );
+    let _ = std::fs::remove_file(fifo);
 }

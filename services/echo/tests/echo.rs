@@ -268,6 +268,14 @@ fn a_datagram_from_source_port_19_gets_no_reply_and_is_counted() {
         server.metric("inetsvc_datagrams_dropped_total{reason=\"loop_port\",service=\"echo\",transport=\"udp\"}"),
         2.0
     );
+    // So is one from a port of another service of the set (daytimed on 7013 in compose
+    // and Kubernetes): before, such a spoofed datagram looped ~1,000 times between them.
+    let daytime_port = UdpSocket::bind("127.0.0.3:7013").unwrap();
+    assert_eq!(udp_exchange(&daytime_port, server.udp(), b"loop?"), None);
+    assert_eq!(
+        server.metric("inetsvc_datagrams_dropped_total{reason=\"loop_port\",service=\"echo\",transport=\"udp\"}"),
+        3.0
+    );
     // An ordinary client is answered.
     let normal = UdpSocket::bind("127.0.0.1:0").unwrap();
     assert_eq!(

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::AdminState;
-use crate::config::{ConfigError, Key, Settings};
+use crate::config::{read_small_file, ConfigError, Key, Settings};
 use crate::fault::{FaultKind, FaultRequest};
 use crate::logging::Throttle;
 use crate::metrics::AdminRefusal;
@@ -32,6 +32,12 @@ static REFUSED_LOG: Throttle = Throttle::new();
 /// Shortest token accepted: long enough that guessing is not an attack.
 const MIN_TOKEN_LEN: usize = 16;
 
+/// Longest token accepted: one that fits in a request head (16 KiB) with room to spare.
+const MAX_TOKEN_LEN: usize = 1024;
+
+/// Largest token file read: the token and a newline or two.
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
 /// The admin API's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminApi {
@@ -46,7 +52,7 @@ pub fn admin_api(settings: &Settings) -> Result<Option<AdminApi>, ConfigError> {
     }
     let file = settings.text("admin_token_file")?;
     let token = if !file.trim().is_empty() {
-        std::fs::read_to_string(file.trim())
+        read_small_file(std::path::Path::new(file.trim()), MAX_TOKEN_FILE_BYTES)
             .map_err(|e| {
                 ConfigError::invalid(
                     "admin_token_file",
@@ -67,6 +73,15 @@ pub fn admin_api(settings: &Settings) -> Result<Option<AdminApi>, ConfigError> {
         return Err(ConfigError::invalid(
             "admin_api",
             "the admin API needs a bearer token: set admin_token_file (or INETSVC_ADMIN_TOKEN)",
+        ));
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "the token is {} characters; at most {MAX_TOKEN_LEN} fit in a request",
+                token.len()
+            ),
         ));
     }
     if token.len() < MIN_TOKEN_LEN || token.chars().any(|c| c.is_whitespace() || c.is_control()) {

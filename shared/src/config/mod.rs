@@ -247,9 +247,9 @@ pub fn load(
     let file = matches.get_one::<PathBuf>("config");
     if let Some(path) = file {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        let text = read_small_file(path, MAX_CONFIG_BYTES).map_err(|reason| ConfigError::File {
             path: shown.clone(),
-            reason: format!("{e}; check the path given to --config"),
+            reason: format!("{reason}; check the path given to --config"),
         })?;
         // Parse once ourselves: the unknown-key check must name the file, and TOML
         // errors read better with toml's own line and column.
@@ -259,7 +259,7 @@ pub fn load(
                 path: shown.clone(),
                 reason: e.message().to_owned() + &line_of(&text, e.span()),
             })?;
-        for name in table.keys() {
+        for (name, value) in &table {
             if !is_known(name) {
                 return Err(ConfigError::UnknownKey {
                     origin: format!("config file {shown}"),
@@ -267,6 +267,14 @@ pub fn load(
                     known: known(),
                 }
                 .into());
+            }
+            let empty = match value {
+                toml::Value::String(text) => text.trim().is_empty(),
+                toml::Value::Array(items) => items.is_empty(),
+                _ => false,
+            };
+            if empty {
+                refuse_empty(&keys, name, &format!("config file {shown}"))?;
             }
         }
         builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
@@ -287,6 +295,9 @@ pub fn load(
             }
             .into());
         }
+        if value.trim().is_empty() {
+            refuse_empty(&keys, &name, &format!("environment variable {variable}"))?;
+        }
         builder = builder
             .set_override(name.as_str(), value.as_str())
             .map_err(|e| ConfigError::invalid(&name, e.to_string()))?;
@@ -294,6 +305,10 @@ pub fn load(
 
     for (key, _) in &keys {
         if let Some(value) = matches.get_one::<String>(key.name) {
+            if value.trim().is_empty() {
+                let flag = format!("flag --{}", key.name.replace('_', "-"));
+                refuse_empty(&keys, key.name, &flag)?;
+            }
             builder = builder
                 .set_override(key.name, value.as_str())
                 .map_err(|e| ConfigError::invalid(key.name, e.to_string()))?;
@@ -312,6 +327,48 @@ pub fn load(
         Mode::Serve
     };
     Ok((mode, Settings { values, keys }))
+}
+
+/// Largest configuration file read, bytes: a config is a page, and a bound keeps a wrong
+/// path (a device, a huge log) from being read whole.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// An empty value for a key whose default is not empty is a mistake (an unset variable in
+/// a shell or a template), never a way to say "off": refused, naming where it came from.
+fn refuse_empty(keys: &[(Key, String)], name: &str, origin: &str) -> Result<(), ConfigError> {
+    match keys.iter().find(|(key, _)| key.name == name) {
+        Some((_, default)) if !default.is_empty() => Err(ConfigError::invalid(
+            name,
+            format!("{origin} is empty; give a value (`off` turns a listener off) or leave it out for the default `{default}`"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Reads a text file that must be a regular file of at most `limit` bytes: a FIFO, a
+/// device or a directory is refused at once instead of blocking or reading for ever.
+pub fn read_small_file(path: &std::path::Path, limit: u64) -> Result<String, String> {
+    use std::io::Read;
+    let metadata = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !metadata.is_file() {
+        return Err("not a regular file".to_owned());
+    }
+    if metadata.len() > limit {
+        return Err(format!(
+            "{} bytes, more than the {limit} allowed",
+            metadata.len()
+        ));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(|e| e.to_string())?
+        .take(limit + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > limit {
+        return Err(format!("more than the {limit} bytes allowed"));
+    }
+    Ok(text)
 }
 
 /// " at line N" for a TOML error span, or nothing.

@@ -119,10 +119,14 @@ impl Settings {
     }
 }
 
-/// Parses `IP:PORT[,IP:PORT…]`, or `off`/empty for none.
+/// Parses `IP:PORT[,IP:PORT…]`, or `off` for none (empty is refused: an unset variable
+/// must not turn a listener off in silence).
 pub fn parse_addresses(text: &str) -> Result<Vec<SocketAddr>, String> {
-    if text.is_empty() || text.eq_ignore_ascii_case("off") {
+    if text.eq_ignore_ascii_case("off") {
         return Ok(Vec::new());
+    }
+    if text.trim().is_empty() {
+        return Err("empty; write IP:PORT, or `off` to turn it off".to_owned());
     }
     let mut addresses = Vec::new();
     for part in text.split(',').map(str::trim) {

@@ -212,7 +212,12 @@ fn checked<T>(name: &str, key: &str, result: Result<T, String>) -> Result<T, Str
     result.map_err(|reason| format!("{name}: {key}: {reason}"))
 }
 
-/// Parses a duration such as `200ms` or `-30s` into signed nanoseconds.
+/// Longest duration any fault parameter takes (`for`, delays, offsets): past it a value is
+/// refused, never clamped, so the API never shows a value the service does not apply.
+const LONGEST: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// Parses a duration such as `200ms` or `-30s` into signed nanoseconds, at most
+/// [`LONGEST`] either way.
 fn signed_duration(text: &str) -> Result<i128, String> {
     let (sign, magnitude) = match text.strip_prefix('-') {
         Some(rest) => (-1, rest),
@@ -220,6 +225,11 @@ fn signed_duration(text: &str) -> Result<i128, String> {
     };
     let duration = humantime::parse_duration(magnitude.trim())
         .map_err(|e| format!("`{text}` is not a duration ({e}); write 200ms, 30s, -2m"))?;
+    if duration > LONGEST {
+        return Err(format!(
+            "`{text}` is longer than the 100 years a fault parameter may be"
+        ));
+    }
     Ok(sign * duration.as_nanos() as i128)
 }
 
@@ -228,7 +238,8 @@ fn duration(text: &str) -> Result<Duration, String> {
     if ns < 0 {
         return Err(format!("`{text}` must not be negative"));
     }
-    Ok(Duration::from_nanos(ns.min(u64::MAX as i128) as u64))
+    // At most LONGEST, so it fits.
+    Ok(Duration::from_nanos(ns as u64))
 }
 
 fn probability(text: &str) -> Result<f64, String> {
@@ -455,6 +466,9 @@ mod tests {
         assert!(error("memory_load:mib=4096").contains("memory_load: mib"));
         assert!(error("cpu_load:for=2h").contains("at most 1h"));
         assert!(error("latency:delay=1s,delay=2s").contains("given twice"));
+        assert!(error("not_ready:for=1000000000y").contains("longer than the 100 years"));
+        assert!(error("clock_offset:offset=-2000y").contains("longer than the 100 years"));
+        assert!(FaultRequest::parse_spec("clock_offset:offset=-99y").is_ok());
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl<S: Service> Datapath<S> {
             caps: ConnectionCaps::new(tcp.max_connections, tcp.max_connections_per_source),
             tcp_spans: sampler(|traces| traces.tcp_ratio),
             trace_ids: instruments.exporting,
-            udp,
+            udp: udp.clone(),
             udp_meter: meter(Transport::Udp),
             udp_spans: sampler(|traces| traces.udp_ratio),
             limiter: Arc::new(Mutex::new(RateLimiter::new(
@@ -139,15 +139,20 @@ impl<S: Service> Datapath<S> {
     }
 
     /// The receive loop of one UDP socket; `own_ports` are every UDP port this service
-    /// serves, which the loop guard refuses as source ports.
-    pub(crate) fn udp(&self, socket: UdpSocket, own_ports: Arc<[u16]>) -> UdpServer<S> {
+    /// serves, which the loop guard refuses as source ports (with `udp_loop_guard_ports`).
+    pub(crate) fn udp(&self, socket: UdpSocket, own_ports: &[u16]) -> UdpServer<S> {
+        let refused: Arc<[u16]> = own_ports
+            .iter()
+            .chain(&self.udp.loop_guard_ports)
+            .copied()
+            .collect();
         UdpServer {
             socket: Arc::new(socket),
             service: Arc::clone(&self.service),
             meter: self.udp_meter.clone(),
             clock: Arc::clone(&self.clock),
             loop_guard: self.udp.loop_guard,
-            own_ports,
+            own_ports: refused,
             limiter: Arc::clone(&self.limiter),
             spans: self.udp_spans,
             name: self.name,
@@ -160,7 +165,7 @@ impl<S: Service> Datapath<S> {
 }
 
 /// The local ports of `sockets`, for the loop guard.
-pub(crate) fn own_ports(sockets: &[UdpSocket]) -> Arc<[u16]> {
+pub(crate) fn own_ports(sockets: &[UdpSocket]) -> Vec<u16> {
     sockets
         .iter()
         .filter_map(|s| s.local_addr().ok().map(|a: SocketAddr| a.port()))
