@@ -531,10 +531,19 @@ fn cpu_load_burns_cpu_until_cleared() {
 }
 
 fn rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmRSS:")
+}
+
+/// The most memory the process has ever held resident (its high-water mark).
+fn peak_rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmHWM:")
+}
+
+fn status_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kib: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .unwrap()
         .trim()
         .trim_end_matches("kB")
@@ -557,6 +566,46 @@ fn memory_load_holds_memory_until_cleared() {
         after - base < 16.0,
         "{base} MiB → {after} MiB after clearing"
     );
+}
+
+#[test]
+fn racing_memory_loads_hold_one_load_not_one_per_request() {
+    let server = start("echod");
+    let base = rss_mib(server.pid());
+    // Eight requests at once, 128 MiB each: before, each allocated its own (1 GiB held).
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let admin = server.admin.unwrap();
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(admin).unwrap();
+                write!(
+                    stream,
+                    "PUT /admin/faults/memory_load HTTP/1.0\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 8\r\n\r\nmib=128\n"
+                )
+                .unwrap();
+                read_to_close(stream).unwrap()
+            })
+        })
+        .collect();
+    for racer in racers {
+        let answer = racer.join().unwrap();
+        assert!(
+            answer.starts_with(b"HTTP/1.0 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let (loaded, peak) = (rss_mib(server.pid()), peak_rss_mib(server.pid()));
+    println!("RSS {base:.0} MiB → {loaded:.0} MiB, peak {peak:.0} MiB");
+    assert!(
+        loaded - base >= 120.0,
+        "{base} MiB → {loaded} MiB: the load is held"
+    );
+    assert!(
+        peak - base < 200.0,
+        "{base} MiB → peak {peak} MiB: one 128 MiB load at a time, never eight"
+    );
+    clear(&server, "memory_load");
 }
 
 #[test]

@@ -147,6 +147,22 @@ impl RuntimeConfig {
         }
         let tcp_listen = settings.addresses("tcp_listen")?;
         let udp_listen = settings.addresses("udp_listen")?;
+        for (key, list) in [("tcp_listen", &tcp_listen), ("udp_listen", &udp_listen)] {
+            if let Some((a, b)) = first_clash(list.iter().copied()) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{a} and {b} take the same port on the same addresses ({} covers the other); list one of them", wider(a, b)),
+                ));
+            }
+        }
+        if let Some(admin) = admin.first() {
+            if let Some(data) = tcp_listen.iter().find(|&&data| clash(*admin, data)) {
+                return Err(ConfigError::invalid(
+                    "admin_listen",
+                    format!("{admin} clashes with {data} in tcp_listen; the admin port must differ from the data ports"),
+                ));
+            }
+        }
         if tcp_listen.is_empty() && udp_listen.is_empty() {
             return Err(ConfigError::invalid(
                 "tcp_listen",
@@ -199,6 +215,34 @@ impl TcpOptions {
             buffer_size: settings.number("buffer_size", 512, 1 << 24)? as usize,
         })
     }
+}
+
+/// Whether two listen addresses would take the same port on a common address: the same
+/// address, or an unspecified one covering the other (`[::]` is made dual-stack, so it
+/// covers IPv4 too; `0.0.0.0` covers IPv4). Bound together they fail with "address in
+/// use", which would blame another server for a clash inside the configuration.
+fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    let covers =
+        |x: SocketAddr, y: SocketAddr| x.ip().is_unspecified() && (x.is_ipv6() || y.is_ipv4());
+    // Port 0 asks the kernel for a free port: two of them never clash.
+    a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || covers(a, b) || covers(b, a))
+}
+
+/// The wider of two clashing addresses, for the message.
+fn wider(a: SocketAddr, b: SocketAddr) -> SocketAddr {
+    if a.ip().is_unspecified() {
+        a
+    } else {
+        b
+    }
+}
+
+/// The first pair of clashing addresses in a list, if any.
+fn first_clash(list: impl Iterator<Item = SocketAddr> + Clone) -> Option<(SocketAddr, SocketAddr)> {
+    let all: Vec<SocketAddr> = list.collect();
+    all.iter()
+        .enumerate()
+        .find_map(|(i, &a)| all[i + 1..].iter().find(|&&b| clash(a, b)).map(|&b| (a, b)))
 }
 
 /// `P[,P…]` ports from 1 to 65535, or `off` for none.
@@ -285,6 +329,32 @@ mod tests {
         assert_eq!(config.udp_listen, vec!["[::]:7".parse().unwrap()]);
         assert_eq!(config.admin_listen, Some("[::]:9007".parse().unwrap()));
         assert!(config.metrics && config.tracing && config.udp.loop_guard);
+    }
+
+    #[test]
+    fn addresses_that_do_not_share_an_address_do_not_clash() {
+        let (_, settings) = load_with(
+            &[
+                "--tcp-listen",
+                "127.0.0.1:7007,127.0.0.2:7007,[::1]:7007",
+                "--admin-listen",
+                "127.0.0.1:9007",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            RuntimeConfig::from_settings(&settings)
+                .unwrap()
+                .tcp_listen
+                .len(),
+            3
+        );
+        let (_, settings) = load_with(&["--tcp-listen", "0.0.0.0:7007,[::1]:7007"], &[]).unwrap();
+        assert!(
+            RuntimeConfig::from_settings(&settings).is_ok(),
+            "0.0.0.0 covers no IPv6"
+        );
     }
 
     #[test]
@@ -408,6 +478,26 @@ mod tests {
             (&["--idle-timeout", "10"], "idle_timeout", "duration"),
             (&["--write-timeout", "0s"], "write_timeout", "at least"),
             (&["--buffer-size", "10"], "buffer_size", "from 512"),
+            (
+                &["--tcp-listen", "[::]:7007,127.0.0.1:7007"],
+                "tcp_listen",
+                "[::]:7007 covers the other",
+            ),
+            (
+                &["--udp-listen", "0.0.0.0:7,127.0.0.1:7"],
+                "udp_listen",
+                "list one of them",
+            ),
+            (
+                &[
+                    "--tcp-listen",
+                    "127.0.0.1:7007",
+                    "--admin-listen",
+                    "[::]:7007",
+                ],
+                "admin_listen",
+                "must differ from the data ports",
+            ),
             (
                 &["--udp-loop-guard-ports", "7007,0"],
                 "udp_loop_guard_ports",

@@ -61,6 +61,8 @@ struct Inner {
     gauge: Option<(IntGaugeVec, &'static str)>,
     held: Mutex<Option<Held>>,
     generation: AtomicU64,
+    /// Held while a load starts: loads start one at a time.
+    loads: Mutex<()>,
     /// Where `clock_wrap` jumps to: the protocol's wrap instant, handed in by the service
     /// (the runtime knows no protocol); `None`: the fault leaves the clock alone.
     wrap_at: Option<SystemTime>,
@@ -95,6 +97,7 @@ impl Faults {
             table: RwLock::new(BTreeMap::new()),
             gauge,
             held: Mutex::new(None),
+            loads: Mutex::new(()),
             generation: AtomicU64::new(0),
             wrap_at,
         }))
@@ -122,8 +125,19 @@ impl Faults {
     }
 
     /// Sets (or replaces) a fault; `origin` says who asked.
+    ///
+    /// A load replaces the one of its kind before it starts, and loads start one at a
+    /// time, so that however many requests race, at most one CPU and one memory load
+    /// exist (at most 1 GiB held, not 1 GiB per request).
     pub fn set(&self, request: FaultRequest, origin: &'static str) -> ActiveFault {
         let kind = request.kind;
+        let _one_at_a_time = kind
+            .is_load()
+            .then(|| self.0.loads.lock().unwrap_or_else(|p| p.into_inner()));
+        if kind.is_load() {
+            // Dropped here, before the new load takes its memory or threads.
+            let _old = self.table_mut().remove(&kind);
+        }
         let now = Instant::now();
         let entry = Entry {
             _load: start_load(&request.fault),
