@@ -372,6 +372,46 @@ fn udp_duplicate_answers_twice() {
 }
 
 #[test]
+fn udp_delay_under_a_datagram_flood_stays_bounded_and_clearing_discards_the_late() {
+    let server = Server::start_training(
+        &workspace_binary("echod"),
+        &["--udp-rate-per-source", "0", "--udp-rate-global", "0"],
+    );
+    let base = peak_rss_mib(server.pid());
+    set(&server, "udp_delay", &["delay=2s"]);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(server.udp()).unwrap();
+    let datagram = vec![7u8; 60_000];
+    // 2,000 × 60 kB (120 MB) paced so that the service reads most of them: before, each
+    // became its own task holding its answer (5,000 took RSS from 11 to 297 MiB).
+    for i in 0..2_000 {
+        socket.send(&datagram).unwrap();
+        if i % 20 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let peak = peak_rss_mib(server.pid());
+    let dropped = server.metric(
+        "inetsvc_datagrams_dropped_total{reason=\"fault\",service=\"echo\",transport=\"udp\"}",
+    );
+    println!("peak RSS {base:.0} → {peak:.0} MiB, {dropped} late answers dropped");
+    assert!(peak - base < 48.0, "peak RSS {base} → {peak} MiB");
+    assert!(
+        dropped >= 1.0,
+        "the late queue filled and counted its drops"
+    );
+    clear(&server, "udp_delay");
+    // Nothing that waited is sent after the clear.
+    let late = udp_collect(&socket, Instant::now(), Duration::from_millis(2500));
+    assert!(
+        late.is_empty(),
+        "{} answers sent after the clear",
+        late.len()
+    );
+}
+
+#[test]
 fn udp_delay_sends_late_without_holding_others() {
     let server = start("echod");
     set(&server, "udp_delay", &["probability=1", "delay=600ms"]);

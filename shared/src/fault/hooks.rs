@@ -8,10 +8,51 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{random_upto, Fault, FaultKind, Faults};
 
 /// How long a held (reordered) UDP reply waits for a later reply to overtake it.
 const REORDER_HOLD: Duration = Duration::from_secs(1);
+
+/// Bytes of late and held UDP answers that may wait at once: past it an answer the
+/// faults would delay is dropped and counted, so a datagram flood under `udp_delay`
+/// cannot grow memory without bound.
+const LATE_BYTES_MAX: usize = 8 << 20;
+
+/// The late UDP answers of one service: their bytes bounded, all discarded at once when
+/// `udp_delay` is cleared.
+#[derive(Debug, Default)]
+pub(super) struct LateAnswers {
+    bytes: std::sync::atomic::AtomicUsize,
+    /// Cancelled (and replaced) to discard everything waiting.
+    discard: std::sync::Mutex<CancellationToken>,
+}
+
+impl LateAnswers {
+    /// Discards every answer waiting now.
+    pub(super) fn discard(&self) {
+        let mut token = self.discard.lock().unwrap_or_else(|p| p.into_inner());
+        token.cancel();
+        *token = CancellationToken::new();
+    }
+}
+
+/// Room for one late answer in the queue: gives its bytes back when dropped.
+struct LateSlot {
+    faults: Faults,
+    bytes: usize,
+}
+
+impl Drop for LateSlot {
+    fn drop(&mut self) {
+        self.faults
+            .0
+            .late
+            .bytes
+            .fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
 
 /// A TCP connection as the faults see it: how much it has sent, and a way to write.
 pub(crate) trait ReplyStream {
@@ -52,6 +93,9 @@ pub(crate) trait DatagramOut: Clone + Send + Sync + 'static {
         to: SocketAddr,
         span: &tracing::Span,
     ) -> impl Future<Output = ()> + Send;
+
+    /// Counts an answer the faults dropped (the late queue was full).
+    fn dropped(&self);
 }
 
 impl Faults {
@@ -148,7 +192,7 @@ impl Faults {
     }
 
     /// Takes the held answer, if any (or only the one numbered `generation`).
-    fn take_held(&self, generation: Option<u64>) -> Option<Held> {
+    pub(super) fn take_held(&self, generation: Option<u64>) -> Option<Held> {
         let mut held = self.0.held.lock().unwrap_or_else(|p| p.into_inner());
         match (&*held, generation) {
             (Some(h), Some(g)) if h.generation != g => None,
@@ -231,11 +275,18 @@ impl Faults {
         }
         self.corrupt(reply);
         if let Some(wait) = self.udp_delay() {
-            // Late, but without holding up the answers behind it.
+            // Late, but without holding up the answers behind it; bounded, and discarded
+            // when the fault is cleared.
+            let Some((slot, discard)) = self.late_slot(reply.len()) else {
+                return out.dropped();
+            };
             let (out, reply, span) = (out.clone(), reply.clone(), span.clone());
             tokio::spawn(async move {
-                tokio::time::sleep(wait).await;
-                out.send(&reply, to, &span).await;
+                let _slot = slot;
+                tokio::select! {
+                    _ = discard.cancelled() => {}
+                    _ = tokio::time::sleep(wait) => out.send(&reply, to, &span).await,
+                }
             });
             return;
         }
@@ -259,6 +310,28 @@ impl Faults {
         if self.udp_duplicate() {
             out.send(reply, to, span).await;
         }
+    }
+}
+
+impl Faults {
+    /// Room for a late answer of `bytes`, with the token that discards it; `None` when
+    /// the queue is full.
+    fn late_slot(&self, bytes: usize) -> Option<(LateSlot, CancellationToken)> {
+        let late = &self.0.late;
+        let before = late.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let slot = LateSlot {
+            faults: self.clone(),
+            bytes,
+        };
+        if before + bytes > LATE_BYTES_MAX {
+            return None;
+        }
+        let discard = late
+            .discard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Some((slot, discard))
     }
 }
 

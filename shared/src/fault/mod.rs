@@ -63,6 +63,8 @@ struct Inner {
     generation: AtomicU64,
     /// Held while a load starts: loads start one at a time.
     loads: Mutex<()>,
+    /// Late (`udp_delay`) answers waiting to be sent.
+    late: hooks::LateAnswers,
     /// Where `clock_wrap` jumps to: the protocol's wrap instant, handed in by the service
     /// (the runtime knows no protocol); `None`: the fault leaves the clock alone.
     wrap_at: Option<SystemTime>,
@@ -98,6 +100,7 @@ impl Faults {
             gauge,
             held: Mutex::new(None),
             loads: Mutex::new(()),
+            late: hooks::LateAnswers::default(),
             generation: AtomicU64::new(0),
             wrap_at,
         }))
@@ -176,6 +179,12 @@ impl Faults {
         };
         if removed.is_some() {
             self.gauge(kind, 0);
+            // Clearing takes effect at once: what waits is discarded, not sent late.
+            match kind {
+                FaultKind::UdpDelay => self.0.late.discard(),
+                FaultKind::UdpReorder => drop(self.take_held(None)),
+                _ => {}
+            }
             tracing::warn!(fault = kind.name(), reason, "fault cleared");
         }
         removed.is_some()

@@ -186,6 +186,10 @@ struct Out {
 }
 
 impl DatagramOut for Out {
+    fn dropped(&self) {
+        self.meter.dropped(DropReason::Fault);
+    }
+
     /// Sends one answer, counting bytes or the error.
     async fn send(&self, reply: &[u8], to: SocketAddr, span: &tracing::Span) {
         match self.socket.send_to(reply, to).await {
