@@ -14,6 +14,7 @@
 //! - `metrics`, `telemetry`, `logging`: what is counted, traced and logged;
 //! - `limits`: caps, the UDP loop guard and rate limiter, the open-file limit;
 //! - `shutdown`: readiness, signals and the request to finish;
+//! - `reload`: reading the configuration again on SIGHUP, the API or a file change;
 //! - `run`: a service's life, start to exit.
 //!
 //! What a service sees is re-exported here; [`testing`] holds what the tests of other
@@ -28,6 +29,7 @@ mod logging;
 mod metrics;
 mod net;
 mod options;
+mod reload;
 mod run;
 mod service;
 mod shutdown;

@@ -102,8 +102,8 @@ pub struct SourceCounter {
     /// Connections held per address; entries are removed at zero so the map stays as small
     /// as the number of connected sources, which the global cap bounds.
     counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    /// The cap per address.
-    max_per_source: usize,
+    /// The cap per address; a reload may change it.
+    max_per_source: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Held while a connection is open; releases its slot when dropped.
@@ -120,8 +120,14 @@ impl SourceCounter {
     pub fn new(max_per_source: usize) -> Self {
         SourceCounter {
             counts: Arc::default(),
-            max_per_source,
+            max_per_source: Arc::new(max_per_source.into()),
         }
+    }
+
+    /// Changes the cap for slots taken from now on; slots held are kept.
+    pub fn set_max(&self, max_per_source: usize) {
+        self.max_per_source
+            .store(max_per_source, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn counts(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
@@ -137,7 +143,11 @@ impl SourceCounter {
         let ip = ip.to_canonical();
         let mut counts = self.counts();
         let count = counts.entry(ip).or_insert(0);
-        if *count >= self.max_per_source {
+        if *count
+            >= self
+                .max_per_source
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
             return None;
         }
         *count += 1;
@@ -284,6 +294,24 @@ impl RateLimiter {
             return Err(DropReason::GlobalRate);
         }
         Ok(())
+    }
+
+    /// New rates, burst and table bound for replies from now on; the buckets of tracked
+    /// sources are kept (clamped to a smaller burst as they refill).
+    pub fn reconfigure(
+        &mut self,
+        per_source_rate: u32,
+        per_source_burst: u32,
+        global_rate: u32,
+        max_sources: usize,
+    ) {
+        self.per_source_rate = f64::from(per_source_rate);
+        self.per_source_burst = f64::from(per_source_burst.max(1));
+        self.global_rate = f64::from(global_rate);
+        self.max_sources = max_sources;
+        if self.sources.len() > max_sources {
+            self.sources.clear();
+        }
     }
 
     /// Sources currently tracked.

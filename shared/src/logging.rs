@@ -11,13 +11,15 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
 use crate::options::{LogFormat, RuntimeConfig};
 
 /// Installs the global subscriber. The filter was validated when the config was loaded.
 pub fn init(config: &RuntimeConfig, traces: Option<&SdkTracerProvider>) {
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Behind a reload handle, so that a reload can change `log_level` live.
+    let (filter, handle) = reload::Layer::new(filter);
     // Colour codes only for a person at a terminal, never into log files.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = match config.log_format {
@@ -43,10 +45,26 @@ pub fn init(config: &RuntimeConfig, traces: Option<&SdkTracerProvider>) {
             .with_filter(LevelFilter::INFO)
     });
     // A second init (several services in one test process) keeps the first subscriber.
-    let _ = tracing_subscriber::registry()
+    if tracing_subscriber::registry()
         .with(logs)
         .with(traces)
-        .try_init();
+        .try_init()
+        .is_ok()
+    {
+        let _ = LEVEL.set(handle);
+    }
+}
+
+/// The handle that changes the log filter of the installed subscriber.
+static LEVEL: std::sync::OnceLock<reload::Handle<EnvFilter, Registry>> = std::sync::OnceLock::new();
+
+/// Changes the log filter to `directive` (already checked when the config was loaded).
+pub fn set_level(directive: &str) -> Result<(), String> {
+    let filter = EnvFilter::try_new(directive).map_err(|e| e.to_string())?;
+    match LEVEL.get() {
+        Some(handle) => handle.reload(filter).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
 }
 
 /// At most one log line a second for an event that a client can cause at will, with the

@@ -123,6 +123,11 @@ pub struct Metrics {
     health: IntGaugeVec,
     /// Admin connections and requests turned away, by reason.
     admin_refused: IntCounterVec,
+    /// The configuration in force: its generation (1 at start, +1 per applied reload),
+    /// whether the last reload succeeded, and when it was tried.
+    config_generation: IntGaugeVec,
+    config_reload_success: IntGaugeVec,
+    config_reload_time: IntGaugeVec,
 }
 
 /// Why the admin server turned a connection or request away.
@@ -316,6 +321,26 @@ impl Metrics {
                 .with_label_values(&[service, reason.label()])
                 .reset();
         }
+        let gauge = |name: &str, help: &str| {
+            let family = register(
+                &registry,
+                IntGaugeVec::new(opts(name, help), &["service"]).expect("valid metric definition"),
+            );
+            family.with_label_values(&[service]).set(0);
+            family
+        };
+        let config_generation = gauge(
+            "inetsvc_config_generation",
+            "The configuration in force: 1 at start, one more for every reload applied.",
+        );
+        let config_reload_success = gauge(
+            "inetsvc_config_last_reload_success",
+            "1 if the last reload (or the start) applied, 0 if it was refused and the old configuration stays.",
+        );
+        let config_reload_time = gauge(
+            "inetsvc_config_last_reload_timestamp_seconds",
+            "When the last reload (or the start) was tried, Unix seconds.",
+        );
         let build_info = register(
             &registry,
             IntGaugeVec::new(
@@ -348,7 +373,19 @@ impl Metrics {
             fault_active,
             health,
             admin_refused,
+            config_generation,
+            config_reload_success,
+            config_reload_time,
         }
+    }
+
+    /// Publishes the outcome of a reload (or of the start).
+    pub fn set_reload(&self, generation: u64, success: bool, at_unix: u64) {
+        let one =
+            |family: &IntGaugeVec, value: i64| family.with_label_values(&[self.service]).set(value);
+        one(&self.config_generation, generation as i64);
+        one(&self.config_reload_success, i64::from(success));
+        one(&self.config_reload_time, at_unix as i64);
     }
 
     /// Counts an admin connection or request turned away.

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
@@ -17,6 +18,7 @@ use crate::logging;
 use crate::metrics::Metrics;
 use crate::net::{self, bind_tcp, bind_udp, Datapath, Instruments};
 use crate::options::{self, RuntimeConfig};
+use crate::reload::{self, Reloader};
 use crate::service::{Service, ServiceSpec};
 use crate::shutdown::{self, Phase, Readiness, Shutdown};
 use crate::telemetry::{self, TraceConfig};
@@ -51,7 +53,9 @@ pub fn run<S: Service>(
         EXIT_CONFIG
     };
     let env: Vec<(String, String)> = env.into_iter().collect();
-    let (mode, settings) = match config::load(&options::schema(spec), args, env.iter().cloned()) {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let schema = options::schema(spec);
+    let (mode, settings) = match config::load(&schema, args.clone(), env.iter().cloned()) {
         Ok(loaded) => loaded,
         Err(LoadError::Cli(error)) => {
             let _ = error.print();
@@ -63,6 +67,7 @@ pub fn run<S: Service>(
         Ok(config) => config,
         Err(error) => return fail(error),
     };
+    let env_list = env.clone();
     let env: HashMap<String, String> = env.into_iter().collect();
     let traces = match TraceConfig::from_settings(&settings, &env) {
         Ok(traces) => traces,
@@ -91,13 +96,20 @@ pub fn run<S: Service>(
         ));
     }
     let training = Training { faults, api };
+    let print = matches!(mode, Mode::PrintConfig).then(|| settings.to_toml());
     let plane = Plane {
         training,
         admin: admin_limits,
+        reload: ReloadInputs {
+            schema,
+            args,
+            env: env_list,
+            settings,
+        },
     };
     match mode {
         Mode::PrintConfig => {
-            print!("{}", settings.to_toml());
+            print!("{}", print.unwrap_or_default());
             0
         }
         Mode::Healthcheck => match healthcheck::check(config.admin_listen) {
@@ -123,10 +135,25 @@ pub fn run<S: Service>(
     }
 }
 
-/// What is not the datapath: the admin server's budget and fault injection.
+/// What is not the datapath: the admin server's budget, fault injection, and what a
+/// reload starts from.
 struct Plane {
     training: Training,
     admin: AdminLimits,
+    reload: ReloadInputs,
+}
+
+/// The configuration as the service started with it, to be read again on a reload.
+struct ReloadInputs {
+    schema: config::Schema,
+    args: Vec<OsString>,
+    env: Vec<(String, String)>,
+    settings: config::Settings,
+}
+
+/// Checks `S`'s own keys as `S` would at start.
+fn check_service<S: Service>(settings: &config::Settings) -> Result<(), ConfigError> {
+    S::from_settings(settings).map(|_| ())
 }
 
 /// Fault injection for training: the faults set at start and the admin API, if on.
@@ -242,12 +269,14 @@ async fn serve_until_signal<S: Service>(
         traces,
         exporting,
         metrics,
-        plane: Plane {
-            training,
-            admin: admin_limits,
-        },
+        plane:
+            Plane {
+                training,
+                admin: admin_limits,
+                reload: reload_inputs,
+            },
     } = shared;
-    let mut signals = match shutdown::Signals::new() {
+    let (mut signals, hangup) = match shutdown::Signals::new() {
         Ok(signals) => signals,
         Err(error) => {
             tracing::error!(%error, "cannot listen for signals; stopping");
@@ -291,6 +320,31 @@ async fn serve_until_signal<S: Service>(
     let stop_admin = CancellationToken::new();
     let connections = TaskTracker::new();
 
+    let config_file = reload_inputs
+        .settings
+        .file()
+        .map(std::path::Path::to_path_buf);
+    let reloader = Arc::new(Mutex::new(Reloader::new(reload::Start {
+        schema: reload_inputs.schema,
+        args: reload_inputs.args,
+        env: reload_inputs.env,
+        settings: reload_inputs.settings,
+        config: config.clone(),
+        controls: datapath.controls(),
+        faults: faults.clone(),
+        metrics: metrics.clone(),
+        check_service: check_service::<S>,
+        fit_cap: Box::new(move |requested| fitted_connection_cap(requested, admin_reserve)),
+    })));
+    let (reload_requests, requests) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(reload::watch(
+        Arc::clone(&reloader),
+        hangup,
+        requests,
+        config_file,
+        stop_admin.clone(),
+    ));
+
     let tcp_addresses = addresses(bound.tcp.iter().map(|l| l.local_addr()));
     let udp_addresses = addresses(bound.udp.iter().map(|s| s.local_addr()));
     let admin_addresses = addresses(bound.admin.iter().map(|l| l.local_addr()));
@@ -303,6 +357,7 @@ async fn serve_until_signal<S: Service>(
             readiness: readiness.clone(),
             faults: faults.clone(),
             api: training.api.clone(),
+            reload: reload_requests.clone(),
         };
         tokio::spawn(admin::serve(
             listener,
@@ -345,13 +400,18 @@ async fn serve_until_signal<S: Service>(
 
     let signal = signals.first_stop().await;
     readiness.set(Phase::Draining);
-    tracing::info!(signal, drain_delay = ?config.drain_delay, "draining: not ready, still serving");
+    // The drain timing a reload may have changed.
+    let (drain_delay, shutdown_timeout) = reloader
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain_timing();
+    tracing::info!(signal, ?drain_delay, "draining: not ready, still serving");
     // A second SIGTERM or SIGINT is an operator who will not wait: exit at once.
     tokio::spawn(signals.exit_on_second_stop());
     let code = 0;
-    tokio::time::sleep(config.drain_delay).await;
+    tokio::time::sleep(drain_delay).await;
     drain(
-        config.shutdown_timeout,
+        shutdown_timeout,
         &stop_accepting,
         &connections,
         loops,

@@ -54,26 +54,25 @@ impl Readiness {
 
 /// The signals a service listens for, registered once at start so that none of them can
 /// kill it with the default action: SIGTERM and SIGINT stop it (a second one exits at
-/// once), SIGHUP, SIGUSR1 and SIGUSR2 are logged and otherwise ignored (tools send HUP
-/// expecting a reload or nothing, never a kill).
+/// once), SIGUSR1 and SIGUSR2 are logged and otherwise ignored. SIGHUP, which tools send
+/// expecting a reload, is handed to the reloader ([`crate::reload`]).
 pub struct Signals {
     term: Signal,
     int: Signal,
-    hup: Signal,
     usr1: Signal,
     usr2: Signal,
 }
 
 impl Signals {
-    /// Installs the handlers.
-    pub fn new() -> std::io::Result<Self> {
-        Ok(Signals {
+    /// Installs the handlers; the second value is the SIGHUP stream, for the reloader.
+    pub fn new() -> std::io::Result<(Self, Signal)> {
+        let signals = Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
-            hup: signal(SignalKind::hangup())?,
             usr1: signal(SignalKind::user_defined1())?,
             usr2: signal(SignalKind::user_defined2())?,
-        })
+        };
+        Ok((signals, signal(SignalKind::hangup())?))
     }
 
     /// Waits for SIGTERM or SIGINT and returns its name; the signals that do not stop the
@@ -83,13 +82,12 @@ impl Signals {
             let ignored = tokio::select! {
                 _ = self.term.recv() => return "SIGTERM",
                 _ = self.int.recv() => return "SIGINT",
-                _ = self.hup.recv() => "SIGHUP",
                 _ = self.usr1.recv() => "SIGUSR1",
                 _ = self.usr2.recv() => "SIGUSR2",
             };
             tracing::warn!(
                 signal = ignored,
-                "signal ignored: the configuration is not reloaded and the service goes on"
+                "signal ignored: SIGHUP reloads the configuration, this one changes nothing"
             );
         }
     }

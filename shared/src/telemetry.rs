@@ -40,8 +40,8 @@ pub const TRACE_KEYS: &[Key] = &[
     Key::new("otlp_protocol", "", "`grpc` or `http/protobuf`; empty: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf"),
     Key::new("otlp_timeout", "5s", "Longest wait for one export; a black-holed collector costs at most this per batch"),
     Key::new("otlp_queue_size", "2048", "Spans waiting for export at most; more are dropped and counted"),
-    Key::new("trace_sample_ratio", "", "Share of TCP connections traced, 0 to 1; empty: OTEL_TRACES_SAMPLER(_ARG), else 1"),
-    Key::new("udp_trace_sample_ratio", "0", "Share of UDP datagrams traced, 0 to 1 (off by default: a span per datagram costs more than the answer)"),
+    Key::new("trace_sample_ratio", "", "Share of TCP connections traced, 0 to 1; empty: OTEL_TRACES_SAMPLER(_ARG), else 1").live(),
+    Key::new("udp_trace_sample_ratio", "0", "Share of UDP datagrams traced, 0 to 1 (off by default: a span per datagram costs more than the answer)").live(),
 ];
 
 /// The OTLP transport.

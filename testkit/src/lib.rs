@@ -259,14 +259,10 @@ pub fn echoes_on(stream: &mut TcpStream, word: &[u8]) -> bool {
 
 /// A minimal HTTP/1.0 GET: status code and body.
 pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect {address}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let response = http_request(
+        address,
+        &format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n"),
+    );
     let status = response
         .split_whitespace()
         .nth(1)
@@ -277,6 +273,20 @@ pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Sends one raw HTTP/1.0 request (head and body as written) and returns the whole
+/// response, status line first.
+pub fn http_request(address: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {address}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }
 
 /// Runs a real peer program, feeding `input`, bounded by `timeout`; panics with a clear

@@ -158,7 +158,7 @@ fn refused_admin_requests_are_counted_each_and_logged_once_a_second() {
 }
 
 #[test]
-fn sighup_and_sigusr_are_logged_and_change_nothing() {
+fn sighup_reloads_and_sigusr_are_logged_and_none_of_them_stops_the_service() {
     let mut server = Server::start(ECHOD, &[]);
     let mut session = TcpStream::connect(server.tcp()).unwrap();
     assert!(echoes_on(&mut session, b"before"));
@@ -173,12 +173,16 @@ fn sighup_and_sigusr_are_logged_and_change_nothing() {
     assert!(echoes_on(&mut session, b"after"), "the session was not cut");
     assert_eq!(server.get("/readyz").0, 200, "still ready");
     let log = server.log().join("\n");
-    for signal in ["SIGHUP", "SIGUSR1", "SIGUSR2"] {
+    for signal in ["SIGUSR1", "SIGUSR2"] {
         assert!(
             log.contains(&format!("\"signal\":\"{signal}\"")) && log.contains("signal ignored"),
             "{signal} not logged: {log}"
         );
     }
+    assert!(
+        log.contains("\"cause\":\"SIGHUP\"") && log.contains("configuration reloaded"),
+        "SIGHUP reloads: {log}"
+    );
 }
 
 #[test]

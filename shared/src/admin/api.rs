@@ -4,6 +4,7 @@
 //! - `GET /admin/faults` — the faults set now, and every fault there is
 //! - `PUT /admin/faults/{fault}` — set one; the body is `PARAM=VALUE,…` (`for=` expires it)
 //! - `DELETE /admin/faults/{fault}` — clear one; `DELETE /admin/faults` clears them all
+//! - `POST /admin/reload` — read the configuration again, as SIGHUP does
 
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -112,6 +113,7 @@ pub(super) fn routes(state: AdminState) -> Router<AdminState> {
             "/admin/faults/{fault}",
             axum::routing::put(set_fault).delete(clear_fault),
         )
+        .route("/admin/reload", axum::routing::post(reload))
         .route_layer(middleware::from_fn_with_state(state, authorize))
 }
 
@@ -142,6 +144,27 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
             )
                 .into_response()
         }
+    }
+}
+
+/// Reloads the configuration and answers what changed, or why nothing did (400).
+async fn reload(State(state): State<AdminState>) -> Response {
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    if state.reload.send(reply).await.is_err() {
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({ "error": "the service is stopping" }),
+        );
+    }
+    match outcome.await {
+        Ok(Ok(outcome)) => json(StatusCode::OK, &serde_json::json!(outcome)),
+        Ok(Err(reason)) => bad_request(format!(
+            "reload refused, the configuration in force stays: {reason}"
+        )),
+        Err(_) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({ "error": "the service is stopping" }),
+        ),
     }
 }
 

@@ -43,6 +43,8 @@ pub struct AdminState {
     pub faults: Faults,
     /// The `/admin/` API, when enabled.
     pub api: Option<AdminApi>,
+    /// Where `POST /admin/reload` sends its request.
+    pub reload: tokio::sync::mpsc::Sender<crate::reload::Request>,
 }
 
 /// The admin routes.

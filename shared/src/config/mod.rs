@@ -37,6 +37,9 @@ pub struct Key {
     pub help: &'static str,
     /// A secret is never printed: `--print-config` shows `<redacted>` for it.
     pub secret: bool,
+    /// A live key takes a new value on a reload (SIGHUP, `POST /admin/reload`, a changed
+    /// file) without a restart; any other key needs one.
+    pub live: bool,
 }
 
 impl Key {
@@ -47,6 +50,7 @@ impl Key {
             default,
             help,
             secret: false,
+            live: false,
         }
     }
 
@@ -57,7 +61,14 @@ impl Key {
             default,
             help,
             secret: true,
+            live: false,
         }
+    }
+
+    /// The same key, changeable by a reload.
+    pub const fn live(mut self) -> Self {
+        self.live = true;
+        self
     }
 }
 
@@ -205,11 +216,12 @@ pub fn command(schema: &Schema) -> Command {
                 // Given twice, the last one wins, as with most Unix tools.
                 .overrides_with(key.name)
                 .help(format!(
-                    "{} [default: {}] [env: {}{}]",
+                    "{} [default: {}] [env: {}{}]{}",
                     key.help,
                     default,
                     ENV_PREFIX,
-                    key.name.to_uppercase()
+                    key.name.to_uppercase(),
+                    if key.live { " [reloads live]" } else { "" }
                 )),
         );
     }
@@ -326,7 +338,8 @@ pub fn load(
     } else {
         Mode::Serve
     };
-    Ok((mode, Settings { values, keys }))
+    let file = file.cloned();
+    Ok((mode, Settings { values, keys, file }))
 }
 
 /// Largest configuration file read, bytes: a config is a page, and a bound keeps a wrong

@@ -13,6 +13,8 @@ pub struct Settings {
     pub(super) values: config::Config,
     /// Every key this service knows, runtime keys first, with its default resolved.
     pub(super) keys: Vec<(Key, String)>,
+    /// The file given to `--config`, if any.
+    pub(super) file: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -27,6 +29,16 @@ impl Settings {
                 schema.binary
             ),
         }
+    }
+
+    /// Every key, in the schema's order.
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.keys.iter().map(|(key, _)| key)
+    }
+
+    /// The file given to `--config`, if any.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
     }
 
     /// The raw value of `key` as text; a TOML array is joined with commas.

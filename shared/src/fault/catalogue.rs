@@ -12,7 +12,8 @@ pub const FAULT_KEYS: &[Key] = &[Key::new(
     "faults",
     "",
     "Faults active from the start, `;`-separated NAME[:PARAM=VALUE,…] (`latency:delay=200ms,for=10m`); see docs/faults.md",
-)];
+)
+.live()];
 
 /// Longest a CPU or memory load may last, and how long it lasts when no `for` is given:
 /// a forgotten load must not burn a shared training cluster for ever.

@@ -190,6 +190,23 @@ impl Faults {
         removed.is_some()
     }
 
+    /// Replaces the faults set by the configuration with `requests` (a reload changed the
+    /// `faults` key); faults set through the API stay unless `requests` names their kind.
+    pub fn replace_config(&self, requests: Vec<FaultRequest>) {
+        let from_config: Vec<FaultKind> = self
+            .table()
+            .iter()
+            .filter(|(_, entry)| entry.origin == "config")
+            .map(|(kind, _)| *kind)
+            .collect();
+        for kind in from_config {
+            self.clear(kind, "reloaded");
+        }
+        for request in requests {
+            self.set(request, "config");
+        }
+    }
+
     /// Clears every fault; returns how many were set.
     pub fn clear_all(&self) -> usize {
         let kinds: Vec<FaultKind> = self.table().keys().copied().collect();

@@ -16,6 +16,7 @@ mod backoff;
 mod bind;
 mod conn;
 mod design;
+mod live;
 mod tcp;
 mod udp;
 
@@ -39,6 +40,7 @@ use crate::service::{Service, ServiceSpec};
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Sampler, TraceConfig};
 use conn::ConnSettings;
+use live::{Live, Tunables};
 use tcp::{ConnectionCaps, TcpServer};
 use udp::UdpServer;
 
@@ -60,16 +62,26 @@ pub(crate) struct Datapath<S> {
     name: &'static str,
     max_datagram: usize,
     conn: ConnSettings,
-    caps: ConnectionCaps,
-    tcp_spans: Sampler,
     trace_ids: bool,
-    udp: UdpOptions,
     udp_meter: Meter,
-    udp_spans: Sampler,
-    limiter: Arc<Mutex<RateLimiter>>,
-    in_flight: Arc<Semaphore>,
+    udp_concurrency: UdpConcurrency,
     faults: Faults,
     clock: Arc<dyn Clock>,
+    controls: Controls,
+}
+
+/// What a reload changes in a running datapath, without knowing the service.
+#[derive(Clone)]
+pub(crate) struct Controls {
+    tunables: Arc<Live<Tunables>>,
+    caps: ConnectionCaps,
+    limiter: Arc<Mutex<RateLimiter>>,
+    /// Datagrams answered at once in the concurrent UDP design; sized like the TCP cap.
+    in_flight: Arc<Semaphore>,
+    /// The TCP cap in force, which both semaphores hold as permits.
+    cap: Arc<Mutex<usize>>,
+    /// Whether spans are on at all (`tracing`), which a reload cannot change.
+    tracing: bool,
 }
 
 impl<S: Service> Datapath<S> {
@@ -87,14 +99,30 @@ impl<S: Service> Datapath<S> {
             Some(metrics) => metrics.transport(transport),
             None => Meter::off(),
         };
-        let sampler = |ratio: fn(&TraceConfig) -> f64| match instruments.traces {
-            Some(traces) => Sampler::new(ratio(traces)),
-            None => Sampler::never(),
-        };
         let faults = instruments.faults.clone();
         // Every reply's time comes through the faults, so clock faults reach DAYTIME and
         // TIME; with none set this is the system clock behind one atomic load.
         let clock: Arc<dyn Clock> = Arc::new(faults.clone());
+        let tunables = Tunables {
+            tcp,
+            udp: udp.clone(),
+            tcp_spans: sampler(instruments.traces, |traces| traces.tcp_ratio),
+            udp_spans: sampler(instruments.traces, |traces| traces.udp_ratio),
+        };
+        let controls = Controls {
+            tunables: Live::new(tunables),
+            caps: ConnectionCaps::new(tcp.max_connections, tcp.max_connections_per_source),
+            limiter: Arc::new(Mutex::new(RateLimiter::new(
+                udp.rate_per_source,
+                udp.burst_per_source,
+                udp.rate_global,
+                udp.limiter_sources,
+                std::time::Instant::now(),
+            ))),
+            in_flight: Arc::new(Semaphore::new(tcp.max_connections)),
+            cap: Arc::new(Mutex::new(tcp.max_connections)),
+            tracing: instruments.traces.is_some(),
+        };
         Datapath {
             service: Arc::new(service),
             name: spec.name,
@@ -106,23 +134,18 @@ impl<S: Service> Datapath<S> {
                 faults.clone(),
                 shutdown,
             ),
-            caps: ConnectionCaps::new(tcp.max_connections, tcp.max_connections_per_source),
-            tcp_spans: sampler(|traces| traces.tcp_ratio),
             trace_ids: instruments.exporting,
-            udp: udp.clone(),
             udp_meter: meter(Transport::Udp),
-            udp_spans: sampler(|traces| traces.udp_ratio),
-            limiter: Arc::new(Mutex::new(RateLimiter::new(
-                udp.rate_per_source,
-                udp.burst_per_source,
-                udp.rate_global,
-                udp.limiter_sources,
-                std::time::Instant::now(),
-            ))),
-            in_flight: Arc::new(Semaphore::new(tcp.max_connections)),
+            udp_concurrency: udp.concurrency,
             faults,
             clock,
+            controls,
         }
+    }
+
+    /// What a reload changes.
+    pub(crate) fn controls(&self) -> Controls {
+        self.controls.clone()
     }
 
     /// The accept loop of one TCP listener.
@@ -131,36 +154,86 @@ impl<S: Service> Datapath<S> {
             listener,
             service: Arc::clone(&self.service),
             conn: self.conn.clone(),
-            caps: self.caps.clone(),
-            spans: self.tcp_spans,
+            caps: self.controls.caps.clone(),
+            tunables: self.controls.tunables.reader(),
             trace_ids: self.trace_ids,
             name: self.name,
         }
     }
 
     /// The receive loop of one UDP socket; `own_ports` are every UDP port this service
-    /// serves, which the loop guard refuses as source ports (with `udp_loop_guard_ports`).
+    /// serves, which the loop guard refuses as source ports (as `udp_loop_guard_ports`).
     pub(crate) fn udp(&self, socket: UdpSocket, own_ports: &[u16]) -> UdpServer<S> {
-        let refused: Arc<[u16]> = own_ports
-            .iter()
-            .chain(&self.udp.loop_guard_ports)
-            .copied()
-            .collect();
         UdpServer {
             socket: Arc::new(socket),
             service: Arc::clone(&self.service),
             meter: self.udp_meter.clone(),
             clock: Arc::clone(&self.clock),
-            loop_guard: self.udp.loop_guard,
-            own_ports: refused,
-            limiter: Arc::clone(&self.limiter),
-            spans: self.udp_spans,
+            own_ports: own_ports.into(),
+            tunables: self.controls.tunables.reader(),
+            limiter: Arc::clone(&self.controls.limiter),
             name: self.name,
-            concurrency: self.udp.concurrency,
-            in_flight: Arc::clone(&self.in_flight),
+            concurrency: self.udp_concurrency,
+            in_flight: Arc::clone(&self.controls.in_flight),
             faults: self.faults.clone(),
             max_datagram: self.max_datagram,
         }
+    }
+}
+/// The sampler for one transport: never with tracing off.
+fn sampler(traces: Option<&TraceConfig>, ratio: fn(&TraceConfig) -> f64) -> Sampler {
+    match traces {
+        Some(traces) => Sampler::new(ratio(traces)),
+        None => Sampler::never(),
+    }
+}
+
+impl Controls {
+    /// Applies reloaded options to new work: connections and datagrams from now on get
+    /// them, those in progress keep theirs. The design never changes live.
+    pub(crate) fn apply(&self, mut tcp: TcpOptions, mut udp: UdpOptions, traces: &TraceConfig) {
+        let old = self.tunables.reader().get().clone();
+        tcp.concurrency = old.tcp.concurrency;
+        udp.concurrency = old.udp.concurrency;
+        {
+            let mut cap = self.cap.lock().unwrap_or_else(|p| p.into_inner());
+            resize(self.caps.global(), *cap, tcp.max_connections);
+            resize(&self.in_flight, *cap, tcp.max_connections);
+            *cap = tcp.max_connections;
+        }
+        self.caps.set_per_source(tcp.max_connections_per_source);
+        self.limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reconfigure(
+                udp.rate_per_source,
+                udp.burst_per_source,
+                udp.rate_global,
+                udp.limiter_sources,
+            );
+        let traces = self.tracing.then_some(traces);
+        self.tunables.set(Tunables {
+            tcp,
+            udp,
+            tcp_spans: sampler(traces, |traces| traces.tcp_ratio),
+            udp_spans: sampler(traces, |traces| traces.udp_ratio),
+        });
+    }
+}
+
+/// Grows or shrinks a cap held as semaphore permits. Shrinking takes the surplus permits
+/// as they come free, so connections already served are never cut.
+fn resize(permits: &Arc<Semaphore>, from: usize, to: usize) {
+    if to > from {
+        permits.add_permits(to - from);
+    } else if to < from {
+        let permits = Arc::clone(permits);
+        let surplus = (from - to) as u32;
+        tokio::spawn(async move {
+            if let Ok(taken) = permits.acquire_many_owned(surplus).await {
+                taken.forget();
+            }
+        });
     }
 }
 

@@ -19,10 +19,10 @@ use tracing::Instrument;
 use super::backoff::Backoff;
 use super::conn::{Conn, ConnSettings};
 use super::design;
+use super::live::{Cached, Tunables};
 use crate::limits::{RejectReason, SourceCounter};
 use crate::metrics::{ErrorKind, Meter};
 use crate::service::Service;
-use crate::telemetry::Sampler;
 
 /// Accept errors that concern one connection only, not the listener.
 fn is_connection_error(error: &io::Error) -> bool {
@@ -52,6 +52,16 @@ impl ConnectionCaps {
             per_source: SourceCounter::new(max_per_source),
         }
     }
+
+    /// The global cap's permits.
+    pub(super) fn global(&self) -> &Arc<Semaphore> {
+        &self.global
+    }
+
+    /// Changes the per-source cap for connections admitted from now on.
+    pub(super) fn set_per_source(&self, max: usize) {
+        self.per_source.set_max(max);
+    }
 }
 
 /// One TCP accept loop; built by [`super::Datapath::tcp`].
@@ -61,8 +71,8 @@ pub(crate) struct TcpServer<S> {
     /// Limits, instruments and the shutdown signal handed to each connection.
     pub(super) conn: ConnSettings,
     pub(super) caps: ConnectionCaps,
-    /// Which connections get a span, decided before the span is built.
-    pub(super) spans: Sampler,
+    /// Timeouts and span sampling as the last reload left them.
+    pub(super) tunables: Cached<Tunables>,
     /// Whether spans are exported, so that their trace and span ids are worth recording
     /// for the logs.
     pub(super) trace_ids: bool,
@@ -73,7 +83,7 @@ pub(crate) struct TcpServer<S> {
 impl<S: Service> TcpServer<S> {
     /// Accepts until `stop` is cancelled; connection tasks go into `tracker` so that
     /// shutdown can wait for them.
-    pub(crate) async fn run(self, stop: CancellationToken, tracker: TaskTracker) {
+    pub(crate) async fn run(mut self, stop: CancellationToken, tracker: TaskTracker) {
         let mut backoff = Backoff::new();
         loop {
             let accepted = tokio::select! {
@@ -108,11 +118,10 @@ impl<S: Service> TcpServer<S> {
     /// At stop: accepts and serves every connection the kernel has already completed, so
     /// that closing the listener resets none of them. (Clients still connecting after this
     /// are refused: the drain delay, with readiness false, is for them to stop coming.)
-    async fn accept_backlog(&self, tracker: &TaskTracker) {
+    async fn accept_backlog(&mut self, tracker: &TaskTracker) {
         // Straight to the kernel: the runtime's readiness for the listener may not yet
         // have seen the last handshakes, so an accept through it could stop early.
-        let socket = SockRef::from(&self.listener);
-        while let Ok((accepted, peer)) = socket.accept() {
+        while let Ok((accepted, peer)) = SockRef::from(&self.listener).accept() {
             let Some(peer) = peer.as_socket() else {
                 continue;
             };
@@ -145,7 +154,7 @@ impl<S: Service> TcpServer<S> {
 
     /// Applies the caps and returns the connection's work, or refuses it with a reset.
     fn admit(
-        &self,
+        &mut self,
         stream: TcpStream,
         peer: SocketAddr,
     ) -> Option<impl Future<Output = ()> + Send + 'static> {
@@ -164,10 +173,13 @@ impl<S: Service> TcpServer<S> {
         };
         let _ = stream.set_nodelay(true);
         let service = Arc::clone(&self.service);
-        let settings = self.conn.clone();
+        let tunables = self.tunables.get();
+        let (options, spans) = (tunables.tcp, tunables.tcp_spans);
+        let mut settings = self.conn.clone();
+        settings.options = options;
         let max_time = settings.options.max_connection_time;
         let shutdown = settings.shutdown.clone();
-        let span = if self.spans.sample() {
+        let span = if spans.sample() {
             connection_span(self.name, &stream, peer, self.trace_ids)
         } else {
             tracing::Span::none()

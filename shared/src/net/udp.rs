@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use super::backoff::Backoff;
 use super::design::UdpConcurrency;
+use super::live::{Cached, Tunables};
 use crate::clock::Clock;
 use crate::fault::hooks::DatagramOut;
 use crate::fault::Faults;
@@ -28,13 +29,13 @@ pub(crate) struct UdpServer<S> {
     pub(super) meter: Meter,
     /// The injected clock.
     pub(super) clock: Arc<dyn Clock>,
-    pub(super) loop_guard: bool,
     /// Ports this service listens on, which the loop guard refuses as source ports.
     pub(super) own_ports: Arc<[u16]>,
+    /// The loop guard's switch and extra ports, and span sampling, as the last reload
+    /// left them.
+    pub(super) tunables: Cached<Tunables>,
     /// Rate limits shared by the service's UDP sockets.
     pub(super) limiter: Arc<Mutex<RateLimiter>>,
-    /// Which datagrams get a span, decided before the span is built (default: none).
-    pub(super) spans: Sampler,
     /// The `service` name for spans.
     pub(super) name: &'static str,
     pub(super) concurrency: UdpConcurrency,
@@ -50,7 +51,7 @@ impl<S: Service> UdpServer<S> {
     /// Answers datagrams until `stop` is cancelled; datagram tasks (concurrent design) go
     /// into `tracker`. Iterative: one buffer for requests and one for replies, reused, no
     /// allocation per datagram.
-    pub(crate) async fn run(self, stop: CancellationToken, tracker: TaskTracker) {
+    pub(crate) async fn run(mut self, stop: CancellationToken, tracker: TaskTracker) {
         // One byte more than the largest datagram, so that nothing is ever cut unseen
         // (inetd cuts at 4096, xinetd at 2048).
         let mut request = vec![0u8; self.max_datagram + 1];
@@ -75,8 +76,16 @@ impl<S: Service> UdpServer<S> {
                 }
             };
             self.meter.received(len);
-            if self.loop_guard {
-                if let Some(reason) = loop_guard(source, &self.own_ports) {
+            let tunables = self.tunables.get();
+            let spans = tunables.udp_spans;
+            if tunables.udp.loop_guard {
+                let extra = &tunables.udp.loop_guard_ports;
+                let verdict = loop_guard(source, &self.own_ports).or_else(|| {
+                    extra
+                        .contains(&source.port())
+                        .then_some(DropReason::LoopPort)
+                });
+                if let Some(reason) = verdict {
                     self.meter.dropped(reason);
                     continue;
                 }
@@ -96,7 +105,7 @@ impl<S: Service> UdpServer<S> {
                 continue;
             }
             self.meter.request();
-            let span = self.datagram_span(source, len);
+            let span = self.datagram_span(spans, source, len);
             let now = self.clock.now();
             let answerer = Answerer {
                 service: Arc::clone(&self.service),
@@ -135,8 +144,8 @@ impl<S: Service> UdpServer<S> {
     }
 
     /// The span of one datagram, if sampled.
-    fn datagram_span(&self, source: SocketAddr, len: usize) -> tracing::Span {
-        if !self.spans.sample() {
+    fn datagram_span(&self, spans: Sampler, source: SocketAddr, len: usize) -> tracing::Span {
+        if !spans.sample() {
             return tracing::Span::none();
         }
         tracing::info_span!(
