@@ -208,3 +208,41 @@ fn a_second_sigterm_exits_at_once() {
     );
     assert_eq!(status.code(), Some(143), "128 + SIGTERM says why");
 }
+
+#[test]
+fn a_page_on_a_rebound_public_name_cannot_read_the_admin_port() {
+    let server = Server::start(ECHOD, &[]);
+    let admin = server.admin.unwrap();
+    let rebound = inetsvc_testkit::http_request(
+        admin,
+        "GET /metrics HTTP/1.1\r\nHost: attacker.example.com\r\nConnection: close\r\n\r\n",
+    );
+    assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+    assert!(
+        !rebound.contains("inetsvc_requests_total"),
+        "nothing leaked"
+    );
+    for host in [
+        "127.0.0.1",
+        "localhost:9007",
+        "echod:9007",
+        "echod.inetsvc.svc.cluster.local",
+    ] {
+        let answer = inetsvc_testkit::http_request(
+            admin,
+            &format!("GET /version HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        );
+        assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
+    }
+    assert_eq!(
+        server.metric("inetsvc_admin_refused_total{reason=\"host\",service=\"echo\"}"),
+        1.0
+    );
+    // The guard can be widened by name, or turned off.
+    let open = Server::start(ECHOD, &["--admin-allowed-hosts", "*"]);
+    let answer = inetsvc_testkit::http_request(
+        open.admin.unwrap(),
+        "GET /version HTTP/1.1\r\nHost: attacker.example.com\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

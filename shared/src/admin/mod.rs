@@ -128,6 +128,6 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let metrics = state.metrics.clone();
-    let routes = server::bounded(router(state), limits, metrics.clone());
+    let routes = server::bounded(router(state), &limits, metrics.clone());
     server::serve(listener, routes, limits, metrics, stop).await;
 }

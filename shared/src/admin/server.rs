@@ -50,6 +50,11 @@ pub const SERVER_KEYS: &[Key] = &[
         "10s",
         "Answer 408 and close when one admin request, its body included, takes longer than this",
     ),
+    Key::new(
+        "admin_allowed_hosts",
+        "",
+        "More names the admin port answers in the Host header, comma-separated, besides IP addresses, localhost, one-label names (echod) and .local/.internal/.svc/.cluster.local names; `*` answers any (turns off the DNS-rebinding guard)",
+    ),
 ];
 
 /// Largest request head, bytes: a path or header beyond it is refused (hyper's smallest
@@ -63,7 +68,7 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 const EVICTION_WAIT: Duration = Duration::from_millis(200);
 
 /// The checked admin budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminLimits {
     /// Connections at once.
     pub max_connections: usize,
@@ -71,6 +76,77 @@ pub struct AdminLimits {
     pub header_timeout: Duration,
     /// Bound on one request, body included.
     pub request_timeout: Duration,
+    /// Which `Host` headers are answered.
+    pub hosts: HostPolicy,
+}
+
+/// Which names in the `Host` header the admin port answers. A browser page on an
+/// attacker's domain that resolves to this host (DNS rebinding) sends that domain as its
+/// `Host`; answering only addresses and names that cannot be registered publicly keeps
+/// such a page from reading `/metrics` or `/version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPolicy {
+    /// Any `Host` (`admin_allowed_hosts = "*"`).
+    Any,
+    /// Addresses, local names, and these names (lower case).
+    Local(Vec<String>),
+}
+
+impl HostPolicy {
+    fn parse(text: &str) -> Result<Self, String> {
+        if text.trim() == "*" {
+            return Ok(HostPolicy::Any);
+        }
+        let names: Vec<String> = text
+            .split(',')
+            .map(|name| name.trim().to_ascii_lowercase())
+            .filter(|name| !name.is_empty())
+            .collect();
+        if let Some(bad) = names.iter().find(|name| {
+            !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        }) {
+            return Err(format!(
+                "`{bad}` is not a host name; write echod,admin.example.org or `*`"
+            ));
+        }
+        Ok(HostPolicy::Local(names))
+    }
+
+    /// Whether a request with this `Host` header (or none, as HTTP/1.0 allows) is answered.
+    pub fn allows(&self, host: Option<&str>) -> bool {
+        let HostPolicy::Local(names) = self else {
+            return true;
+        };
+        let Some(host) = host else {
+            return true;
+        };
+        let name = strip_port(host).to_ascii_lowercase();
+        let local_suffix = [
+            ".local",
+            ".internal",
+            ".svc",
+            ".cluster.local",
+            ".localhost",
+        ];
+        name.parse::<std::net::IpAddr>().is_ok()
+            || name == "localhost"
+            || (!name.is_empty() && !name.contains('.'))
+            || local_suffix.iter().any(|suffix| name.ends_with(suffix))
+            || names.contains(&name)
+    }
+}
+
+/// The host part of a `Host` header: `[::1]:9007` → `::1`, `echod:9007` → `echod`.
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    }
 }
 
 impl AdminLimits {
@@ -81,13 +157,17 @@ impl AdminLimits {
             max_connections: settings.number("admin_max_connections", 2, 4096)? as usize,
             header_timeout: settings.duration("admin_header_timeout", MS)?,
             request_timeout: settings.duration("admin_request_timeout", MS)?,
+            hosts: settings.parse("admin_allowed_hosts", HostPolicy::parse)?,
         })
     }
 }
 
-/// Bounds every request of `router` by `limits`: its body size and its whole duration.
-pub(super) fn bounded(router: Router, limits: AdminLimits, metrics: Option<Metrics>) -> Router {
+/// Bounds every request of `router` by `limits`: its body size, its whole duration, and
+/// the names it may arrive for.
+pub(super) fn bounded(router: Router, limits: &AdminLimits, metrics: Option<Metrics>) -> Router {
     let limit = limits.request_timeout;
+    let hosts = limits.hosts.clone();
+    let refused = metrics.clone();
     router
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             let metrics = metrics.clone();
@@ -105,6 +185,28 @@ pub(super) fn bounded(router: Router, limits: AdminLimits, metrics: Option<Metri
                             .into_response()
                     }
                 }
+            }
+        }))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            let allowed = hosts.allows(
+                request
+                    .headers()
+                    .get(axum::http::header::HOST)
+                    .and_then(|value| value.to_str().ok()),
+            );
+            let refused = refused.clone();
+            async move {
+                if allowed {
+                    return next.run(request).await;
+                }
+                if let Some(metrics) = &refused {
+                    metrics.admin_refused(AdminRefusal::Host);
+                }
+                (
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "this Host is not one the admin port answers; see admin_allowed_hosts\n",
+                )
+                    .into_response()
             }
         }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -128,6 +230,7 @@ pub(super) async fn serve(
     stop: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let header_timeout = limits.header_timeout;
     let live = Arc::new(Mutex::new(Live::default()));
     let tracker = TaskTracker::new();
     let count = |reason| {
@@ -189,7 +292,8 @@ pub(super) async fn serve(
             stop.clone(),
         );
         tracker.spawn(async move {
-            let timed_out = serve_connection(stream, router, limits, close, stop, permit).await;
+            let timed_out =
+                serve_connection(stream, router, header_timeout, close, stop, permit).await;
             lock(&live).connections.remove(&id);
             if timed_out {
                 if let Some(metrics) = &metrics {
@@ -207,7 +311,7 @@ pub(super) async fn serve(
 async fn serve_connection(
     stream: TcpStream,
     router: Router,
-    limits: AdminLimits,
+    header_timeout: Duration,
     close: CancellationToken,
     stop: CancellationToken,
     _permit: OwnedSemaphorePermit,
@@ -216,7 +320,7 @@ async fn serve_connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     let connection =
@@ -244,4 +348,38 @@ async fn serve_connection(
 /// holds a consistent table.
 fn lock(live: &Mutex<Live>) -> std::sync::MutexGuard<'_, Live> {
     live.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_addresses_and_names_that_cannot_be_public_are_answered() {
+        let policy = HostPolicy::parse("admin.example.org").unwrap();
+        for host in [
+            "127.0.0.1:9007",
+            "[::1]:9007",
+            "10.1.2.3",
+            "localhost:9007",
+            "echod:9007",
+            "echod.inetsvc.svc:9007",
+            "echod.inetsvc.svc.cluster.local",
+            "ADMIN.example.org:9007",
+        ] {
+            assert!(policy.allows(Some(host)), "{host}");
+        }
+        assert!(policy.allows(None), "HTTP/1.0 without Host");
+        for host in [
+            "evil.example.com",
+            "evil.example.com:9007",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!policy.allows(Some(host)), "{host}");
+        }
+        assert!(HostPolicy::parse("*")
+            .unwrap()
+            .allows(Some("evil.example.com")));
+        assert!(HostPolicy::parse("bad name").is_err());
+    }
 }

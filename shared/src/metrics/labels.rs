@@ -85,16 +85,19 @@ pub enum AdminRefusal {
     RequestTimeout,
     /// An `/admin/` request without the right bearer token.
     Unauthorized,
+    /// A request for a `Host` the admin port does not answer (DNS rebinding guard).
+    Host,
 }
 
 impl AdminRefusal {
     /// Every reason, each created at zero.
-    pub const ALL: [AdminRefusal; 5] = [
+    pub const ALL: [AdminRefusal; 6] = [
         AdminRefusal::Cap,
         AdminRefusal::Evicted,
         AdminRefusal::HeaderTimeout,
         AdminRefusal::RequestTimeout,
         AdminRefusal::Unauthorized,
+        AdminRefusal::Host,
     ];
 
     /// The `reason` label.
@@ -105,6 +108,7 @@ impl AdminRefusal {
             AdminRefusal::HeaderTimeout => "header_timeout",
             AdminRefusal::RequestTimeout => "request_timeout",
             AdminRefusal::Unauthorized => "unauthorized",
+            AdminRefusal::Host => "host",
         }
     }
 }
