@@ -73,8 +73,12 @@ impl fmt::Display for Target {
 
 impl Target {
     /// Parses `HOST`, `HOST:PORT`, `HOST:SERVICE`, `[V6]:PORT` or a bare IPv6 address;
-    /// without a port, `default_port`.
+    /// without a port, `default_port`. The error is one line whatever `text` holds.
     pub fn parse(text: &str, default_port: u16) -> Result<Target, String> {
+        Target::parse_text(text, default_port).map_err(|reason| reason.escape_default().to_string())
+    }
+
+    fn parse_text(text: &str, default_port: u16) -> Result<Target, String> {
         let bad_port =
             |p: &str| format!("`{p}` is not a port number or one of echo, daytime, time");
         if let Some(rest) = text.strip_prefix('[') {
@@ -161,6 +165,10 @@ mod tests {
         assert!(Target::parse("host:0", 7).is_err());
         assert!(Target::parse("[::1", 7).unwrap_err().contains("]"));
         assert!(Target::parse(":7", 7).unwrap_err().contains("host"));
+        // Found by the cargo-fuzz target cli_target: a newline in the text was quoted as
+        // it came, so the error spread over two lines.
+        let quoted = Target::parse("[`\n", 7).unwrap_err();
+        assert!(!quoted.contains('\n') && quoted.contains("\\n"), "{quoted}");
     }
 
     #[test]

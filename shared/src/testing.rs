@@ -19,6 +19,18 @@ use crate::options::{self, RuntimeConfig};
 use crate::service::{Service, ServiceSpec};
 use crate::shutdown::Shutdown;
 
+/// A service description with no keys of its own, for tests of the runtime alone.
+pub const TEST_SPEC: ServiceSpec = ServiceSpec {
+    name: "fuzz",
+    binary: "fuzzd",
+    about: "test service",
+    port: 7,
+    admin_port: 9007,
+    keys: &[],
+    max_datagram: 512,
+    clock_wrap_unix: None,
+};
+
 /// Loads `args` (without the program name) and `env` as `spec`'s binary would, and checks
 /// every runtime key: `Ok` or the one-line error the binary would print.
 pub fn check_config(
@@ -108,4 +120,75 @@ impl Drop for TcpLoop {
 /// The default settings of `spec`'s binary, for tests of a service's own keys.
 pub fn default_settings(spec: &ServiceSpec) -> Settings {
     Settings::defaults(&options::schema(spec))
+}
+
+/// Parses `;`-separated fault specs as the `faults` key, the admin API and `inetsvc fault`
+/// do: how many, or the one-line reason.
+pub fn fault_specs(text: &str) -> Result<usize, String> {
+    crate::fault::FaultRequest::parse_list(text).map(|requests| requests.len())
+}
+
+/// The admin HTTP routes exactly as a service serves them (token check, body and time
+/// bounds, Host guard), driven one request at a time in-process, for fuzzing the admin
+/// request path. The API's token is [`AdminHarness::TOKEN`].
+pub struct AdminHarness {
+    runtime: tokio::runtime::Runtime,
+    router: axum::Router,
+}
+
+impl AdminHarness {
+    /// The bearer token the harness's API accepts.
+    pub const TOKEN: &'static str = "fuzz-token-0123456789abcdef";
+
+    /// Builds the routes of a service with the admin API on and default limits.
+    pub fn new() -> Self {
+        let spec = TEST_SPEC;
+        let settings = default_settings(&spec);
+        let limits = crate::admin::AdminLimits::from_settings(&settings).expect("default limits");
+        let metrics = Metrics::new(spec.name, crate::run::VERSION);
+        // No reloader behind it: a reload request is answered 503.
+        let (reload, _) = tokio::sync::mpsc::channel(1);
+        let state = crate::admin::AdminState {
+            service: spec.name,
+            version: crate::run::VERSION,
+            metrics: Some(metrics.clone()),
+            readiness: crate::shutdown::Readiness::new(),
+            faults: Faults::new(Some(metrics.fault_gauge()), None),
+            api: Some(crate::admin::AdminApi {
+                token: Self::TOKEN.to_owned(),
+            }),
+            reload,
+        };
+        let router = crate::admin::bounded_router(state, &limits, Some(metrics));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        AdminHarness { runtime, router }
+    }
+
+    /// Sends one request and returns its status code. `head` lines are `Name: value`.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        head: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Option<u16> {
+        use hyper::service::Service as _;
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        for (name, value) in head {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(axum::body::Body::from(body)).ok()?;
+        let service = hyper_util::service::TowerToHyperService::new(self.router.clone());
+        let response = self.runtime.block_on(service.call(request)).ok()?;
+        Some(response.status().as_u16())
+    }
+}
+
+impl Default for AdminHarness {
+    fn default() -> Self {
+        AdminHarness::new()
+    }
 }

@@ -1,26 +1,20 @@
 //! Randomised robustness ("fuzz") tests of everything that reads untrusted input in the
 //! runtime: configuration values and files, listen addresses, the loop guard and the rate
-//! limiter. Bounded by the case count (PROPTEST_CASES, default 256 here; scripts/fuzz
-//! runs far more). The property is always the same: no panic, and every rejection is one
-//! line that names its key.
+//! limiter, fault specs and the admin request path. Bounded by the case count
+//! (PROPTEST_CASES, default 256 here; scripts/fuzz runs far more; fuzz/ holds the
+//! coverage-guided targets). The property is always the same: no panic, and every
+//! rejection is one line that names its key.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use inetsvc_runtime::testing::{check_config, loop_guard, parse_addresses, RateLimiter};
+use inetsvc_runtime::testing::{
+    check_config, fault_specs, loop_guard, parse_addresses, AdminHarness, RateLimiter,
+};
 use inetsvc_runtime::ServiceSpec;
 use proptest::prelude::*;
 
-const SPEC: ServiceSpec = ServiceSpec {
-    name: "fuzz",
-    binary: "fuzzd",
-    about: "fuzz target",
-    port: 7,
-    admin_port: 9007,
-    keys: &[],
-    max_datagram: 512,
-    clock_wrap_unix: None,
-};
+const SPEC: ServiceSpec = inetsvc_runtime::testing::TEST_SPEC;
 
 /// Keys, and values shaped like what users (and attackers) write.
 fn key() -> impl Strategy<Value = String> {
@@ -45,6 +39,8 @@ fn value() -> impl Strategy<Value = String> {
         "(\\[::1?\\]|127\\.0\\.0\\.[0-9]{1,3}|0\\.0\\.0\\.0|[a-z]{1,8}):[0-9]{0,6}(,.*)?",
         "(true|false|yes|no|on|off|maybe|TRUE|1|0)",
         ".{0,40}",
+        // Control characters: a value quoted in an error must not break its one line.
+        "[a-z:0-9]{0,6}[\\n\\r\\x1b\\t][a-z0-9]{0,6}",
     ]
 }
 
@@ -146,4 +142,77 @@ proptest! {
             prop_assert!(f64::from(count) <= 3.0 + 10.0 * elapsed + 1e-9, "source {source}: {count} in {elapsed} s");
         }
     }
+
+    #[test]
+    fn any_fault_spec_parses_or_is_refused_in_one_line(text in "\\PC{0,40}|[a-z_:=,;.0-9\\n]{0,40}") {
+        if let Err(reason) = fault_specs(&text) {
+            prop_assert!(!reason.is_empty() && !reason.contains('\n'), "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn any_admin_request_gets_an_expected_answer(
+        path in "/[a-z/_{}%.]{0,30}",
+        host in "[a-z0-9.:\\[\\]-]{0,24}",
+        token in proptest::bool::ANY,
+        body in "[a-z_=,0-9.]{0,40}",
+        method in proptest::sample::select(vec!["GET", "PUT", "DELETE", "POST"]),
+    ) {
+        prop_assume!(!path.contains("load"));
+        let harness = harness();
+        let auth = if token { format!("Bearer {}", AdminHarness::TOKEN) } else { String::new() };
+        let status = harness.request(method, &path, &[("host", &host), ("authorization", &auth)], body.into_bytes());
+        if let Some(status) = status {
+            prop_assert!([200, 400, 401, 404, 405, 408, 413, 415, 421, 503].contains(&status), "{method} {path}: {status}");
+        }
+    }
+}
+
+fn harness() -> &'static AdminHarness {
+    static HARNESS: std::sync::OnceLock<AdminHarness> = std::sync::OnceLock::new();
+    HARNESS.get_or_init(AdminHarness::new)
+}
+
+/// The in-process admin routes answer as a running service does, so that fuzzing them
+/// fuzzes what is served.
+#[test]
+fn the_admin_harness_answers_as_a_service_does() {
+    let harness = harness();
+    let bearer = format!("Bearer {}", AdminHarness::TOKEN);
+    let ask = |method, path, host: &str, auth: &str, body: &str| {
+        harness.request(
+            method,
+            path,
+            &[("host", host), ("authorization", auth)],
+            body.as_bytes().to_vec(),
+        )
+    };
+    assert_eq!(ask("GET", "/healthz", "localhost", "", ""), Some(200));
+    assert_eq!(ask("GET", "/admin/faults", "localhost", "", ""), Some(401));
+    assert_eq!(
+        ask("GET", "/admin/faults", "localhost", &bearer, ""),
+        Some(200)
+    );
+    assert_eq!(
+        ask("PUT", "/admin/faults/nosuch", "localhost", &bearer, ""),
+        Some(400)
+    );
+    assert_eq!(
+        ask(
+            "PUT",
+            "/admin/faults/udp_drop",
+            "localhost",
+            &bearer,
+            "for=1ms"
+        ),
+        Some(200)
+    );
+    assert_eq!(
+        ask("GET", "/metrics", "attacker.example.com", "", ""),
+        Some(421)
+    );
+    assert_eq!(
+        ask("POST", "/admin/reload", "localhost", &bearer, ""),
+        Some(503)
+    );
 }

@@ -119,6 +119,11 @@ async fn version(State(state): State<AdminState>) -> impl IntoResponse {
     )
 }
 
+/// The admin routes with every bound `limits` sets, as [`serve`] serves them.
+pub fn bounded_router(state: AdminState, limits: &AdminLimits, metrics: Option<Metrics>) -> Router {
+    server::bounded(router(state), limits, metrics)
+}
+
 /// Serves the admin routes on `listener`, within `limits`, until `stop` is cancelled. The
 /// admin server stops last, so that `/readyz` reports draining for the whole drain.
 pub async fn serve(
@@ -128,6 +133,6 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let metrics = state.metrics.clone();
-    let routes = server::bounded(router(state), &limits, metrics.clone());
+    let routes = bounded_router(state, &limits, metrics.clone());
     server::serve(listener, routes, limits, metrics, stop).await;
 }

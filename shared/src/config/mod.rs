@@ -342,6 +342,21 @@ pub fn load(
     Ok((mode, Settings { values, keys, file }))
 }
 
+/// `text` with control characters (a newline in a request body, an escape sequence)
+/// written as escapes, so that an error quoting what was sent stays one line in a log
+/// and cannot forge another.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Largest configuration file read, bytes: a config is a page, and a bound keeps a wrong
 /// path (a device, a huge log) from being read whole.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;

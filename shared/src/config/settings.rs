@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{ConfigError, Key, Schema};
+use super::{one_line, ConfigError, Key, Schema};
 
 /// The layered settings of one service, readable key by key with typed, checked accessors.
 #[derive(Debug, Clone)]
@@ -63,6 +63,7 @@ impl Settings {
     ) -> Result<T, ConfigError> {
         let text = self.text(key)?;
         parse(text.trim()).map_err(|reason| {
+            let (text, reason) = (one_line(&text), one_line(&reason));
             ConfigError::invalid(key, format!("invalid value `{text}`: {reason}"))
         })
     }

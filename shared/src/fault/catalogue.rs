@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::config::{ConfigError, Key, Settings};
+use crate::config::{one_line, ConfigError, Key, Settings};
 
 /// The key of fault injection: faults set from the start.
 pub const FAULT_KEYS: &[Key] = &[Key::new(
@@ -116,6 +116,10 @@ kinds! {
 impl FaultKind {
     /// The kind named `name`, or an error listing them all.
     pub fn parse(name: &str) -> Result<Self, String> {
+        Self::parse_name(name).map_err(|reason| one_line(&reason))
+    }
+
+    fn parse_name(name: &str) -> Result<Self, String> {
         FaultKind::ALL
             .iter()
             .copied()
@@ -261,8 +265,13 @@ fn whole(text: &str, min: u64, max: u64) -> Result<u64, String> {
 
 impl FaultRequest {
     /// Builds a request for `kind` from `PARAM=VALUE` pairs separated by commas (`for`
-    /// sets the expiry). Errors name the fault and the parameter.
+    /// sets the expiry). Errors name the fault and the parameter, on one line whatever
+    /// the text holds.
     pub fn parse(kind: FaultKind, params: &str) -> Result<Self, String> {
+        Self::parse_params(kind, params).map_err(|reason| one_line(&reason))
+    }
+
+    fn parse_params(kind: FaultKind, params: &str) -> Result<Self, String> {
         let name = kind.name();
         let mut given: BTreeMap<&str, &str> = BTreeMap::new();
         for pair in params.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -467,6 +476,13 @@ mod tests {
         assert!(error("memory_load:mib=4096").contains("memory_load: mib"));
         assert!(error("cpu_load:for=2h").contains("at most 1h"));
         assert!(error("latency:delay=1s,delay=2s").contains("given twice"));
+        // Found by the cargo-fuzz target fault_spec: control characters in the text were
+        // quoted as they came, so the error spread over two lines.
+        let quoted = error("2\u{2}\n[");
+        assert!(
+            !quoted.contains('\n') && quoted.contains("\\u{2}\\n["),
+            "{quoted}"
+        );
         assert!(error("not_ready:for=1000000000y").contains("longer than the 100 years"));
         assert!(error("clock_offset:offset=-2000y").contains("longer than the 100 years"));
         assert!(FaultRequest::parse_spec("clock_offset:offset=-99y").is_ok());
