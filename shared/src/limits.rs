@@ -78,8 +78,9 @@ impl DropReason {
 }
 
 /// The UDP loop guard, in the OpenBSD/FreeBSD inetd tradition: whether a datagram from
-/// `source` must be dropped. `own_ports` are the ports this service listens on.
-pub fn loop_guard(source: SocketAddr, own_ports: &[u16]) -> Option<DropReason> {
+/// `source` must be dropped. `own_ports` are the ports this service listens on,
+/// `more_ports` those of the rest of the service set (`udp_loop_guard_ports`).
+pub fn loop_guard(source: SocketAddr, own_ports: &[u16], more_ports: &[u16]) -> Option<DropReason> {
     let ip = source.ip().to_canonical();
     let not_unicast = match ip {
         IpAddr::V4(v4) => v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified(),
@@ -90,7 +91,7 @@ pub fn loop_guard(source: SocketAddr, own_ports: &[u16]) -> Option<DropReason> {
     }
     let port = source.port();
     // OpenBSD inetd: below 1024 are the privileged services, 2049 is NFS.
-    if port < 1024 || port == 2049 || own_ports.contains(&port) {
+    if port < 1024 || port == 2049 || own_ports.contains(&port) || more_ports.contains(&port) {
         return Some(DropReason::LoopPort);
     }
     None
@@ -343,31 +344,36 @@ mod tests {
     #[test]
     fn loop_guard_drops_privileged_nfs_and_own_ports() {
         assert_eq!(
-            loop_guard(addr("127.0.0.1:19"), &[7]),
+            loop_guard(addr("127.0.0.1:19"), &[7], &[]),
             Some(DropReason::LoopPort)
         );
         assert_eq!(
-            loop_guard(addr("127.0.0.1:0"), &[7]),
+            loop_guard(addr("127.0.0.1:0"), &[7], &[]),
             Some(DropReason::LoopPort)
         );
         assert_eq!(
-            loop_guard(addr("127.0.0.1:1023"), &[7]),
+            loop_guard(addr("127.0.0.1:1023"), &[7], &[]),
             Some(DropReason::LoopPort)
         );
         assert_eq!(
-            loop_guard(addr("127.0.0.1:2049"), &[7]),
+            loop_guard(addr("127.0.0.1:2049"), &[7], &[]),
             Some(DropReason::LoopPort)
         );
         assert_eq!(
-            loop_guard(addr("127.0.0.1:7007"), &[7007]),
+            loop_guard(addr("127.0.0.1:7007"), &[7007], &[]),
             Some(DropReason::LoopPort)
         );
         assert_eq!(
-            loop_guard(addr("[::1]:7"), &[7]),
+            loop_guard(addr("[::1]:7"), &[7], &[]),
             Some(DropReason::LoopPort)
         );
-        assert_eq!(loop_guard(addr("127.0.0.1:1024"), &[7]), None);
-        assert_eq!(loop_guard(addr("[::1]:40000"), &[7]), None);
+        assert_eq!(loop_guard(addr("127.0.0.1:1024"), &[7], &[]), None);
+        assert_eq!(loop_guard(addr("[::1]:40000"), &[7], &[]), None);
+        assert_eq!(
+            loop_guard(addr("127.0.0.1:7013"), &[7007], &[7013]),
+            Some(DropReason::LoopPort),
+            "another service of the set"
+        );
     }
 
     #[test]
@@ -381,7 +387,7 @@ mod tests {
             "[::ffff:255.255.255.255]:5000",
         ] {
             assert_eq!(
-                loop_guard(addr(source), &[7]),
+                loop_guard(addr(source), &[7], &[]),
                 Some(DropReason::NotUnicast),
                 "{source}"
             );

@@ -79,12 +79,7 @@ impl<S: Service> UdpServer<S> {
             let tunables = self.tunables.get();
             let spans = tunables.udp_spans;
             if tunables.udp.loop_guard {
-                let extra = &tunables.udp.loop_guard_ports;
-                let verdict = loop_guard(source, &self.own_ports).or_else(|| {
-                    extra
-                        .contains(&source.port())
-                        .then_some(DropReason::LoopPort)
-                });
+                let verdict = loop_guard(source, &self.own_ports, &tunables.udp.loop_guard_ports);
                 if let Some(reason) = verdict {
                     self.meter.dropped(reason);
                     continue;
