@@ -263,6 +263,11 @@ pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
         address,
         &format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n"),
     );
+    parse_response(&response)
+}
+
+/// Status code and body of an HTTP response.
+fn parse_response(response: &str) -> (u16, String) {
     let status = response
         .split_whitespace()
         .nth(1)
@@ -278,15 +283,27 @@ pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
 /// Sends one raw HTTP/1.0 request (head and body as written) and returns the whole
 /// response, status line first.
 pub fn http_request(address: SocketAddr, request: &str) -> String {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect {address}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
+    try_http_request(address, request).unwrap_or_else(|e| panic!("{address}: {e}"))
+}
+
+fn try_http_request(address: SocketAddr, request: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(request.as_bytes())?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+/// [`http_get`] for a server that may not be listening yet: `None` when it cannot be
+/// reached.
+pub fn try_http_get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let response = try_http_request(
+        address,
+        &format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n"),
+    )
+    .ok()?;
+    Some(parse_response(&response))
 }
 
 /// Runs a real peer program, feeding `input`, bounded by `timeout`; panics with a clear

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{free_port, http_get};
+use crate::{free_port, http_get, try_http_get};
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
@@ -173,8 +173,11 @@ impl Prometheus {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ready = std::net::TcpStream::connect(&prometheus.address).is_ok()
-                && http_get(prometheus.address.parse().unwrap(), "/-/ready").0 == 200;
+            // No probe connect first: connecting to a port nothing listens on yet can
+            // connect the socket to itself (TCP simultaneous open), which looked like a
+            // listener and then failed the real request.
+            let ready = try_http_get(prometheus.address.parse().unwrap(), "/-/ready")
+                .is_some_and(|(status, _)| status == 200);
             if ready {
                 return prometheus;
             }
