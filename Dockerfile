@@ -15,6 +15,10 @@
 # `healthcheck` subcommand as HEALTHCHECK, OCI labels.
 
 ARG VERSION=0.1.0
+# The builder of the *-from-source targets: an exact release (docs/versions.md), the
+# toolchain the project is tested with. --build-arg RUST_IMAGE=… takes a digest or a
+# mirror's copy instead.
+ARG RUST_IMAGE=rust:1.95.0-trixie
 
 # ---- what every image of a service is, whichever way its binary was built ----
 
@@ -80,7 +84,7 @@ COPY dist/inetsvc /inetsvc
 
 # ---- from source (needs the Rust image from a registry) ----
 
-FROM rust:1.88-bookworm AS builder
+FROM ${RUST_IMAGE} AS builder
 WORKDIR /src
 COPY . .
 # Static glibc; scratch has no /dev/urandom, so getrandom must use the syscall.

@@ -57,6 +57,25 @@ fn every_dashboard_and_rule_expression_returns_data_from_a_real_prometheus() {
     );
     prometheus.wait_up("inetsvc-probe", 1);
 
+    // Prometheus 3 refuses a scrape whose Content-Type is missing or unknown (2.x, run
+    // here, guessed the text format): both exporters name the text format exactly.
+    let exporters = targets.iter().chain(std::iter::once(&prober.address));
+    for address in exporters {
+        let response = inetsvc_testkit::http_request(
+            address.parse().unwrap(),
+            "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n",
+        );
+        let head = response
+            .split("\r\n\r\n")
+            .next()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(
+            head.contains("\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8"),
+            "{address}: {head}"
+        );
+    }
+
     // Scraping has started for every target before the load begins.
     let deadline = Instant::now() + Duration::from_secs(30);
     while prometheus

@@ -36,7 +36,7 @@ pub const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The tracing keys every service understands.
 pub const TRACE_KEYS: &[Key] = &[
-    Key::new("otlp_endpoint", "", "OTLP collector URL (http://collector:4318 for HTTP, http://collector:4317 for gRPC); empty: OTEL_EXPORTER_OTLP_ENDPOINT, or no export"),
+    Key::new("otlp_endpoint", "", "OTLP collector base URL (http://collector:4318 for HTTP, which adds /v1/traces; http://collector:4317 for gRPC); empty: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (the full URL), else OTEL_EXPORTER_OTLP_ENDPOINT (a base), else no export"),
     Key::new("otlp_protocol", "", "`grpc` or `http/protobuf`; empty: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf"),
     Key::new("otlp_timeout", "5s", "Longest wait for one export; a black-holed collector costs at most this per batch"),
     Key::new("otlp_queue_size", "2048", "Spans waiting for export at most; more are dropped and counted"),
@@ -56,7 +56,8 @@ pub enum Protocol {
 /// The checked tracing configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceConfig {
-    /// Collector URL; `None`: spans are not exported.
+    /// The URL the exporter sends to, in full (for OTLP/HTTP, with its path); `None`:
+    /// spans are not exported.
     pub endpoint: Option<String>,
     /// Transport.
     pub protocol: Protocol,
@@ -91,22 +92,6 @@ impl TraceConfig {
                 .iter()
                 .find_map(|n| env.get(*n).filter(|v| !v.trim().is_empty()).cloned())
         };
-        let endpoint = Some(settings.text("otlp_endpoint")?)
-            .filter(|e| !e.trim().is_empty())
-            .or_else(|| {
-                var(&[
-                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                    "OTEL_EXPORTER_OTLP_ENDPOINT",
-                ])
-            });
-        if let Some(url) = &endpoint {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::invalid(
-                    "otlp_endpoint",
-                    format!("invalid value `{url}`: expected a URL such as http://collector:4318"),
-                ));
-            }
-        }
         let protocol_text = Some(settings.text("otlp_protocol")?)
             .filter(|p| !p.trim().is_empty())
             .or_else(|| {
@@ -125,6 +110,25 @@ impl TraceConfig {
                     format!("invalid value `{other}`: expected `grpc` or `http/protobuf`"),
                 ))
             }
+        };
+        // As the OpenTelemetry SDK environment specification has it: the signal-specific
+        // variable is the full URL, used as it is; the general one (and `otlp_endpoint`)
+        // is a base, to which OTLP/HTTP adds `/v1/traces`.
+        let configured = Some(settings.text("otlp_endpoint")?).filter(|e| !e.trim().is_empty());
+        let endpoint = match (configured, var(&["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"])) {
+            (Some(base), _) => Some((base, false)),
+            (None, Some(full)) => Some((full, true)),
+            (None, None) => var(&["OTEL_EXPORTER_OTLP_ENDPOINT"]).map(|base| (base, false)),
+        };
+        let endpoint = match endpoint {
+            Some((url, _)) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                return Err(ConfigError::invalid(
+                    "otlp_endpoint",
+                    format!("invalid value `{url}`: expected a URL such as http://collector:4318"),
+                ));
+            }
+            Some((url, false)) if protocol == Protocol::HttpProtobuf => Some(http_traces_url(&url)),
+            other => other.map(|(url, _)| url),
         };
         let tcp_ratio = match settings.text("trace_sample_ratio")?.trim() {
             "" => sampler_from_env(env)?,
@@ -318,7 +322,8 @@ impl<P: SpanProcessor> SpanProcessor for CountingProcessor<P> {
     }
 }
 
-/// An HTTP endpoint with the traces path, which the HTTP exporter wants in full.
+/// A base URL with the traces path, which the HTTP exporter wants in full; a base that
+/// already ends in it is kept (a common way to write the general variable).
 fn http_traces_url(endpoint: &str) -> String {
     let base = endpoint.trim_end_matches('/');
     if base.ends_with("/v1/traces") {
@@ -378,7 +383,7 @@ pub fn provider(
         Protocol::HttpProtobuf => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
-                .with_endpoint(http_traces_url(endpoint))
+                .with_endpoint(endpoint.clone())
                 .with_timeout(config.timeout)
                 .with_headers(HashMap::new())
                 .build()
@@ -462,6 +467,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.starts_with("OTEL_TRACES_SAMPLER: "), "{error}");
+    }
+
+    fn exporter_url(pairs: &[(&str, &str)]) -> Option<String> {
+        let settings = crate::testing::default_settings(&crate::testing::TEST_SPEC);
+        TraceConfig::from_settings(&settings, &env(pairs))
+            .unwrap()
+            .endpoint
+    }
+
+    #[test]
+    fn endpoint_variables_follow_the_sdk_specification() {
+        assert_eq!(exporter_url(&[]), None, "no endpoint, no export");
+        // The general variable is a base: OTLP/HTTP adds the signal's path.
+        assert_eq!(
+            exporter_url(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")]).as_deref(),
+            Some("http://c:4318/v1/traces")
+        );
+        // The signal-specific one is the URL itself, whatever its path, and wins.
+        assert_eq!(
+            exporter_url(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:8080/ingest")
+            ])
+            .as_deref(),
+            Some("http://t:8080/ingest")
+        );
+        // gRPC takes no path.
+        assert_eq!(
+            exporter_url(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            ])
+            .as_deref(),
+            Some("http://c:4317")
+        );
     }
 
     #[test]
