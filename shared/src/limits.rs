@@ -273,6 +273,11 @@ impl RateLimiter {
         }
     }
 
+    /// Sources tracked now (at most the `max_sources` it was given).
+    pub fn tracked(&self) -> usize {
+        self.sources.len()
+    }
+
     /// Whether a reply to `ip` may be sent at `now`; `Err` says which limit refused it.
     pub fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), DropReason> {
         if self.per_source_rate > 0.0 {

@@ -291,6 +291,7 @@ mod tests {
         keys: &[Key::new("flavour", "plain", "a service key")],
         max_datagram: 512,
         clock_wrap_unix: None,
+        answers_on_connect: false,
     };
 
     fn load_with(args: &[&str], env: &[(&str, &str)]) -> Result<(Mode, Settings), LoadError> {

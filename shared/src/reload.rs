@@ -156,7 +156,7 @@ impl Reloader {
         tcp.max_connections = (self.fit_cap)(tcp.max_connections);
         self.controls.apply(tcp, config.udp.clone(), &traces);
         if let Some(metrics) = &self.metrics {
-            metrics.set_connection_cap(tcp.max_connections);
+            metrics.set_limits(&tcp, &config.udp);
         }
         if applied.contains(&"log_level") {
             logging::set_level(&config.log_level)?;

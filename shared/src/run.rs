@@ -206,7 +206,9 @@ async fn serve<S: Service>(
     service: S,
     plane: Plane,
 ) -> i32 {
-    let metrics = config.metrics.then(|| Metrics::new(spec.name, VERSION));
+    let metrics = config
+        .metrics
+        .then(|| Metrics::new(spec.name, VERSION, spec.answers_on_connect));
     let counters = metrics
         .as_ref()
         .map(Metrics::span_counters)
@@ -292,7 +294,7 @@ async fn serve_until_signal<S: Service>(
     };
     tcp.max_connections = fitted_connection_cap(tcp.max_connections, admin_reserve);
     if let Some(metrics) = &metrics {
-        metrics.set_connection_cap(tcp.max_connections);
+        metrics.set_limits(&tcp, &config.udp);
     }
     let readiness = Readiness::new();
     let wrap_at = spec

@@ -35,6 +35,10 @@ pub struct ServiceSpec {
     /// counter wrap (TIME's 2036 roll-over); `None` for a protocol without a clock, where
     /// the fault changes nothing.
     pub clock_wrap_unix: Option<u64>,
+    /// Whether [`Service::serve_tcp`] answers with one write at accept and closes
+    /// ([`Conn::answer_and_close`]: DAYTIME, TIME), so that the time to that answer is
+    /// the TCP answer latency the runtime measures and the latency SLO reads.
+    pub answers_on_connect: bool,
 }
 
 /// A protocol: what to answer over TCP and over UDP.

@@ -29,6 +29,7 @@ pub const TEST_SPEC: ServiceSpec = ServiceSpec {
     keys: &[],
     max_datagram: 512,
     clock_wrap_unix: None,
+    answers_on_connect: false,
 };
 
 /// Loads `args` (without the program name) and `env` as `spec`'s binary would, and checks
@@ -71,7 +72,7 @@ impl TcpLoop {
             .unwrap_or_else(|e| panic!("test flags do not load: {e:?}"));
         let config = RuntimeConfig::from_settings(&settings).expect("test flags check");
         let service = S::from_settings(&settings).expect("service settings");
-        let metrics = Metrics::new(spec.name, crate::run::VERSION);
+        let metrics = Metrics::new(spec.name, crate::run::VERSION, spec.answers_on_connect);
         let faults = Faults::new(None, None);
         let datapath = Datapath::new(
             service,
@@ -145,7 +146,7 @@ impl AdminHarness {
         let spec = TEST_SPEC;
         let settings = default_settings(&spec);
         let limits = crate::admin::AdminLimits::from_settings(&settings).expect("default limits");
-        let metrics = Metrics::new(spec.name, crate::run::VERSION);
+        let metrics = Metrics::new(spec.name, crate::run::VERSION, spec.answers_on_connect);
         // No reloader behind it: a reload request is answered 503.
         let (reload, _) = tokio::sync::mpsc::channel(1);
         let state = crate::admin::AdminState {

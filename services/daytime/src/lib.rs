@@ -117,6 +117,7 @@ impl Service for Daytime {
         ],
         max_datagram: inetsvc_proto::MAX_DATAGRAM,
         clock_wrap_unix: Some(time::WRAP_UNIX),
+        answers_on_connect: true,
     };
 
     fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {

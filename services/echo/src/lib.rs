@@ -22,6 +22,7 @@ impl Service for Echo {
         keys: &[],
         max_datagram: inetsvc_proto::MAX_DATAGRAM,
         clock_wrap_unix: None,
+        answers_on_connect: false,
     };
 
     fn from_settings(_: &Settings) -> Result<Self, ConfigError> {

@@ -28,6 +28,7 @@ impl Service for Time {
         keys: &[],
         max_datagram: inetsvc_proto::MAX_DATAGRAM,
         clock_wrap_unix: Some(time::WRAP_UNIX),
+        answers_on_connect: true,
     };
 
     fn from_settings(_: &Settings) -> Result<Self, ConfigError> {

@@ -56,6 +56,15 @@ impl ErrorKind {
         ErrorKind::Reset,
     ];
 
+    /// The one transport this kind can happen on: only its series are exported, so that
+    /// no series exists that can never move.
+    pub fn transport(self) -> Transport {
+        match self {
+            ErrorKind::Receive | ErrorKind::Send => Transport::Udp,
+            _ => Transport::Tcp,
+        }
+    }
+
     /// The label value.
     pub fn label(self) -> &'static str {
         match self {

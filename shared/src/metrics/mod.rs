@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::limits::{DropReason, RejectReason};
+use crate::options::{TcpOptions, UdpOptions};
 
 mod labels;
 
@@ -28,6 +29,20 @@ const DURATION_BUCKETS: &[f64] = &[
     60.0, 300.0, 900.0, 3600.0,
 ];
 
+/// Answer latency buckets, seconds: from the 0.1 ms a loopback answer takes to the 10 s
+/// of a badly stalled one; the latency SLO's threshold (0.1 s) is a bound.
+const ANSWER_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// The build's source revision, when the build said (`INETSVC_REVISION`, set by
+/// scripts/build-static from git); `unknown` otherwise.
+pub const REVISION: &str = match option_env!("INETSVC_REVISION") {
+    Some(revision) => revision,
+    None => "unknown",
+};
+
 /// The registry and the metric families of one service.
 #[derive(Clone)]
 pub struct Metrics {
@@ -35,9 +50,19 @@ pub struct Metrics {
     registry: Registry,
     /// The `service` label value.
     service: &'static str,
+    /// Whether the service answers a TCP connection with one write at accept (DAYTIME,
+    /// TIME): only then is its TCP answer latency a series.
+    answers_on_connect: bool,
     requests: IntCounterVec,
     active: IntGaugeVec,
     duration: HistogramVec,
+    /// Accept (TCP) or receipt (UDP) to the answer handed to the kernel: what the
+    /// service itself takes, without the client's pace or the close linger.
+    answer: HistogramVec,
+    /// The limits in force, by limit, so that dashboards and alerts can compare with them.
+    limits: GaugeVec,
+    /// Sources the UDP rate limiter tracks now (its bound is a limit above).
+    limiter_sources: IntGaugeVec,
     bytes_received: IntCounterVec,
     bytes_sent: IntCounterVec,
     rejected: IntCounterVec,
@@ -80,8 +105,9 @@ fn opts(name: &str, help: &str) -> Opts {
 
 impl Metrics {
     /// Creates the families for `service` and registers the process collector and
-    /// `inetsvc_build_info`.
-    pub fn new(service: &'static str, version: &str) -> Self {
+    /// `inetsvc_build_info`. `answers_on_connect`: the service's TCP answer is one write at
+    /// accept, whose latency is measured.
+    pub fn new(service: &'static str, version: &str, answers_on_connect: bool) -> Self {
         let registry = Registry::new();
         let labels = &["service", "transport"];
         let counter = |name: &str, help: &str, extra: Option<&str>| {
@@ -138,13 +164,48 @@ impl Metrics {
             HistogramVec::new(
                 HistogramOpts::new(
                     "inetsvc_connection_duration_seconds",
-                    "Time from accept to close of TCP connections.",
+                    "Time from accept to close of TCP connections, the client's own pace and the close linger included.",
                 )
                 .buckets(DURATION_BUCKETS.to_vec()),
                 labels,
             )
             .expect("valid metric definition"),
         );
+        let answer = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "inetsvc_answer_duration_seconds",
+                    "Time from accept (TCP, DAYTIME and TIME) or receipt (UDP) to the answer handed to the kernel.",
+                )
+                .buckets(ANSWER_BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("valid metric definition"),
+        );
+        let limits = register(
+            &registry,
+            GaugeVec::new(
+                opts(
+                    "inetsvc_config_limit",
+                    "A limit in force, by limit (seconds, bytes, connections, datagrams per second; 0 = unlimited).",
+                ),
+                &["service", "limit"],
+            )
+            .expect("valid metric definition"),
+        );
+        let limiter_sources = register(
+            &registry,
+            IntGaugeVec::new(
+                opts(
+                    "inetsvc_udp_rate_limiter_sources",
+                    "Sources the UDP rate limiter tracks now; at its bound (limit=\"udp_limiter_sources\"), refilled ones are forgotten first.",
+                ),
+                &["service"],
+            )
+            .expect("valid metric definition"),
+        );
+        limiter_sources.with_label_values(&[service]).set(0);
         let connections_max = register(
             &registry,
             IntGaugeVec::new(
@@ -240,11 +301,13 @@ impl Metrics {
             &registry,
             IntGaugeVec::new(
                 opts("inetsvc_build_info", "Always 1; labels tell the build."),
-                &["service", "version"],
+                &["service", "version", "revision"],
             )
             .expect("valid metric definition"),
         );
-        build_info.with_label_values(&[service, version]).set(1);
+        build_info
+            .with_label_values(&[service, version, REVISION])
+            .set(1);
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(
@@ -254,9 +317,13 @@ impl Metrics {
         Metrics {
             registry,
             service,
+            answers_on_connect,
             requests,
             active,
             duration,
+            answer,
+            limits,
+            limiter_sources,
             bytes_received,
             bytes_sent,
             rejected,
@@ -304,11 +371,34 @@ impl Metrics {
         }
     }
 
-    /// Publishes the TCP connection cap in force.
-    pub fn set_connection_cap(&self, cap: usize) {
+    /// Publishes the limits in force (at start and after every reload): the TCP cap
+    /// (`inetsvc_connections_max`, fitted to the open-file limit) and the others.
+    pub fn set_limits(&self, tcp: &TcpOptions, udp: &UdpOptions) {
         self.connections_max
             .with_label_values(&[self.service, Transport::Tcp.label()])
-            .set(cap as i64);
+            .set(tcp.max_connections as i64);
+        for (limit, value) in [
+            (
+                "max_connections_per_source",
+                tcp.max_connections_per_source as f64,
+            ),
+            ("idle_timeout_seconds", tcp.idle_timeout.as_secs_f64()),
+            ("write_timeout_seconds", tcp.write_timeout.as_secs_f64()),
+            (
+                "max_connection_time_seconds",
+                tcp.max_connection_time.as_secs_f64(),
+            ),
+            ("close_linger_seconds", tcp.close_linger.as_secs_f64()),
+            ("buffer_size_bytes", tcp.buffer_size as f64),
+            ("udp_rate_per_source", f64::from(udp.rate_per_source)),
+            ("udp_burst_per_source", f64::from(udp.burst_per_source)),
+            ("udp_rate_global", f64::from(udp.rate_global)),
+            ("udp_limiter_sources", udp.limiter_sources as f64),
+        ] {
+            self.limits
+                .with_label_values(&[self.service, limit])
+                .set(value);
+        }
     }
 
     /// Counters for the trace exporter, created at zero.
@@ -326,38 +416,34 @@ impl Metrics {
         }
     }
 
-    /// Resolves every handle one listener of `transport` needs.
+    /// Resolves every handle one listener of `transport` needs, creating at zero exactly
+    /// the series that can move on it: drops and answer latency on UDP, rejections,
+    /// connections and their duration on TCP, each error kind on its own transport.
     pub fn transport(&self, transport: Transport) -> Meter {
         let labels = [self.service, transport.label()];
+        let tcp = transport == Transport::Tcp;
         let with = |vec: &IntCounterVec, extra: &str| {
             vec.with_label_values(&[self.service, transport.label(), extra])
         };
-        // Drops only happen on UDP and rejections only on TCP: create only the series that
-        // can move, so dashboards do not show permanently-zero lines.
-        let rejected = RejectReason::ALL.map(|reason| with(&self.rejected, reason.label()));
-        let dropped = DropReason::ALL.map(|reason| with(&self.dropped, reason.label()));
-        if transport == Transport::Udp {
-            for reason in RejectReason::ALL {
-                let _ = self
-                    .rejected
-                    .remove_label_values(&[self.service, "udp", reason.label()]);
-            }
-        } else {
-            for reason in DropReason::ALL {
-                let _ = self
-                    .dropped
-                    .remove_label_values(&[self.service, "tcp", reason.label()]);
-            }
-        }
+        let rejected =
+            tcp.then(|| RejectReason::ALL.map(|reason| with(&self.rejected, reason.label())));
+        let dropped =
+            (!tcp).then(|| DropReason::ALL.map(|reason| with(&self.dropped, reason.label())));
+        let errors = ErrorKind::ALL
+            .map(|kind| (kind.transport() == transport).then(|| with(&self.errors, kind.label())));
         Meter(Some(Arc::new(TransportMetrics {
             requests: self.requests.with_label_values(&labels),
-            active: self.active.with_label_values(&labels),
-            duration: self.duration.with_label_values(&labels),
+            active: tcp.then(|| self.active.with_label_values(&labels)),
+            duration: tcp.then(|| self.duration.with_label_values(&labels)),
+            answer: (!tcp || self.answers_on_connect)
+                .then(|| self.answer.with_label_values(&labels)),
+            limiter_sources: (!tcp)
+                .then(|| self.limiter_sources.with_label_values(&[self.service])),
             bytes_received: self.bytes_received.with_label_values(&labels),
             bytes_sent: self.bytes_sent.with_label_values(&labels),
             rejected,
             dropped,
-            errors: ErrorKind::ALL.map(|kind| with(&self.errors, kind.label())),
+            errors,
         })))
     }
 
@@ -372,20 +458,23 @@ impl Metrics {
     }
 }
 
-/// Pre-resolved handles of one service and transport.
+/// Pre-resolved handles of one service and transport; `None` where the series cannot
+/// move on this transport (and so is not exported).
 #[derive(Debug)]
 struct TransportMetrics {
     requests: IntCounter,
-    active: IntGauge,
-    duration: prometheus::Histogram,
+    active: Option<IntGauge>,
+    duration: Option<prometheus::Histogram>,
+    answer: Option<prometheus::Histogram>,
+    limiter_sources: Option<IntGauge>,
     bytes_received: IntCounter,
     bytes_sent: IntCounter,
-    /// Indexed like [`RejectReason::ALL`].
-    rejected: [IntCounter; 3],
-    /// Indexed like [`DropReason::ALL`].
-    dropped: [IntCounter; 5],
+    /// Indexed like [`RejectReason::ALL`] (TCP).
+    rejected: Option<[IntCounter; 3]>,
+    /// Indexed like [`DropReason::ALL`] (UDP).
+    dropped: Option<[IntCounter; 5]>,
     /// Indexed like [`ErrorKind::ALL`].
-    errors: [IntCounter; 9],
+    errors: [Option<IntCounter>; 9],
 }
 
 /// The hot path's view of the metrics: cheap to clone, a no-op when metrics are off.
@@ -424,37 +513,59 @@ impl Meter {
 
     /// A connection refused.
     pub fn rejected(&self, reason: RejectReason) {
-        if let Some(m) = &self.0 {
-            m.rejected[reason as usize].inc();
+        if let Some(rejected) = self.0.as_ref().and_then(|m| m.rejected.as_ref()) {
+            rejected[reason as usize].inc();
         }
     }
 
     /// A datagram dropped.
     pub fn dropped(&self, reason: DropReason) {
-        if let Some(m) = &self.0 {
-            m.dropped[reason as usize].inc();
+        if let Some(dropped) = self.0.as_ref().and_then(|m| m.dropped.as_ref()) {
+            dropped[reason as usize].inc();
         }
     }
 
     /// An error or timeout.
     pub fn error(&self, kind: ErrorKind) {
-        if let Some(m) = &self.0 {
-            m.errors[kind as usize].inc();
+        if let Some(counter) = self
+            .0
+            .as_ref()
+            .and_then(|m| m.errors[kind as usize].as_ref())
+        {
+            counter.inc();
         }
     }
 
     /// A connection starts being served.
     pub fn connection_opened(&self) {
-        if let Some(m) = &self.0 {
-            m.active.inc();
+        if let Some(active) = self.0.as_ref().and_then(|m| m.active.as_ref()) {
+            active.inc();
         }
     }
 
     /// A connection served for `duration` has closed.
     pub fn connection_closed(&self, duration: Duration) {
         if let Some(m) = &self.0 {
-            m.active.dec();
-            m.duration.observe(duration.as_secs_f64());
+            if let (Some(active), Some(histogram)) = (&m.active, &m.duration) {
+                active.dec();
+                histogram.observe(duration.as_secs_f64());
+            }
+        }
+    }
+
+    /// The UDP rate limiter tracks `sources` now.
+    #[inline]
+    pub fn limiter_sources(&self, sources: usize) {
+        if let Some(gauge) = self.0.as_ref().and_then(|m| m.limiter_sources.as_ref()) {
+            gauge.set(sources as i64);
+        }
+    }
+
+    /// An answer handed to the kernel `latency` after its accept or receipt.
+    #[inline]
+    pub fn answered(&self, latency: Duration) {
+        if let Some(histogram) = self.0.as_ref().and_then(|m| m.answer.as_ref()) {
+            histogram.observe(latency.as_secs_f64());
         }
     }
 }
@@ -464,8 +575,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_family_is_exposed_with_zeroed_series() {
-        let metrics = Metrics::new("echo", "1.2.3");
+    fn every_series_that_can_move_is_exposed_at_zero_and_no_other() {
+        let metrics = Metrics::new("time", "1.2.3", true);
         let tcp = metrics.transport(Transport::Tcp);
         let _udp = metrics.transport(Transport::Udp);
         tcp.request();
@@ -473,21 +584,72 @@ mod tests {
         tcp.rejected(RejectReason::PerSourceCap);
         let text = metrics.render();
         for needle in [
-            "inetsvc_requests_total{service=\"echo\",transport=\"tcp\"} 1",
-            "inetsvc_requests_total{service=\"echo\",transport=\"udp\"} 0",
-            "inetsvc_bytes_received_total{service=\"echo\",transport=\"tcp\"} 5",
-            "inetsvc_bytes_sent_total{service=\"echo\",transport=\"udp\"} 0",
-            "inetsvc_connections_rejected_total{reason=\"per_source_cap\",service=\"echo\",transport=\"tcp\"} 1",
-            "inetsvc_datagrams_dropped_total{reason=\"loop_port\",service=\"echo\",transport=\"udp\"} 0",
-            "inetsvc_errors_total{kind=\"accept\",service=\"echo\",transport=\"tcp\"} 0",
-            "inetsvc_connections_active{service=\"echo\",transport=\"tcp\"} 0",
-            "inetsvc_connection_duration_seconds_bucket{service=\"echo\",transport=\"tcp\",le=\"0.001\"} 0",
-            "inetsvc_build_info{service=\"echo\",version=\"1.2.3\"} 1",
+            "inetsvc_requests_total{service=\"time\",transport=\"tcp\"} 1",
+            "inetsvc_requests_total{service=\"time\",transport=\"udp\"} 0",
+            "inetsvc_bytes_received_total{service=\"time\",transport=\"tcp\"} 5",
+            "inetsvc_bytes_sent_total{service=\"time\",transport=\"udp\"} 0",
+            "inetsvc_connections_rejected_total{reason=\"per_source_cap\",service=\"time\",transport=\"tcp\"} 1",
+            "inetsvc_datagrams_dropped_total{reason=\"loop_port\",service=\"time\",transport=\"udp\"} 0",
+            "inetsvc_errors_total{kind=\"accept\",service=\"time\",transport=\"tcp\"} 0",
+            "inetsvc_errors_total{kind=\"send\",service=\"time\",transport=\"udp\"} 0",
+            "inetsvc_connections_active{service=\"time\",transport=\"tcp\"} 0",
+            "inetsvc_connection_duration_seconds_bucket{service=\"time\",transport=\"tcp\",le=\"0.001\"} 0",
+            "inetsvc_answer_duration_seconds_bucket{service=\"time\",transport=\"tcp\",le=\"0.0001\"} 0",
+            "inetsvc_answer_duration_seconds_bucket{service=\"time\",transport=\"udp\",le=\"0.0001\"} 0",
+            "inetsvc_udp_rate_limiter_sources{service=\"time\"} 0",
+            "inetsvc_build_info{revision=\"",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
-        assert!(!text.contains("inetsvc_datagrams_dropped_total{reason=\"loop_port\",service=\"echo\",transport=\"tcp\"}"));
-        assert!(!text.contains("inetsvc_connections_rejected_total{reason=\"global_cap\",service=\"echo\",transport=\"udp\"}"));
+        // Series that could never move are not there to mislead a dashboard.
+        for absent in [
+            "inetsvc_datagrams_dropped_total{reason=\"loop_port\",service=\"time\",transport=\"tcp\"}",
+            "inetsvc_connections_rejected_total{reason=\"global_cap\",service=\"time\",transport=\"udp\"}",
+            "inetsvc_connections_active{service=\"time\",transport=\"udp\"}",
+            "inetsvc_connection_duration_seconds_count{service=\"time\",transport=\"udp\"}",
+            "inetsvc_errors_total{kind=\"send\",service=\"time\",transport=\"tcp\"}",
+            "inetsvc_errors_total{kind=\"idle_timeout\",service=\"time\",transport=\"udp\"}",
+        ] {
+            assert!(!text.contains(absent), "{absent} is exported");
+        }
+        // ECHO answers no TCP connection in one write: no TCP answer latency.
+        let echo = Metrics::new("echo", "1.2.3", false);
+        let _ = (
+            echo.transport(Transport::Tcp),
+            echo.transport(Transport::Udp),
+        );
+        let text = echo.render();
+        assert!(!text
+            .contains("inetsvc_answer_duration_seconds_count{service=\"echo\",transport=\"tcp\"}"));
+        assert!(text.contains(
+            "inetsvc_answer_duration_seconds_count{service=\"echo\",transport=\"udp\"} 0"
+        ));
+    }
+
+    #[test]
+    fn limits_in_force_are_published() {
+        let metrics = Metrics::new("echo", "0", false);
+        let spec = crate::testing::TEST_SPEC;
+        let config =
+            crate::options::RuntimeConfig::from_settings(&crate::testing::default_settings(&spec))
+                .unwrap();
+        metrics.set_limits(&config.tcp, &config.udp);
+        let text = metrics.render();
+        for needle in [
+            format!(
+                "inetsvc_connections_max{{service=\"echo\",transport=\"tcp\"}} {}",
+                config.tcp.max_connections
+            ),
+            "inetsvc_config_limit{limit=\"idle_timeout_seconds\",service=\"echo\"} 60".to_owned(),
+            "inetsvc_config_limit{limit=\"max_connections_per_source\",service=\"echo\"} 256"
+                .to_owned(),
+            format!(
+                "inetsvc_config_limit{{limit=\"udp_rate_per_source\",service=\"echo\"}} {}",
+                config.udp.rate_per_source
+            ),
+        ] {
+            assert!(text.contains(&needle), "missing {needle} in\n{text}");
+        }
     }
 
     /// Every call the hot paths make, once.
@@ -497,9 +659,11 @@ mod tests {
         meter.sent(4);
         meter.rejected(RejectReason::GlobalCap);
         meter.dropped(DropReason::SourceRate);
-        meter.error(ErrorKind::Send);
+        meter.error(ErrorKind::Write);
         meter.connection_opened();
         meter.connection_closed(Duration::from_millis(1));
+        meter.answered(Duration::from_micros(300));
+        meter.limiter_sources(2);
     }
 
     /// The service's own series (the process collector's change by themselves).
@@ -513,7 +677,7 @@ mod tests {
 
     #[test]
     fn an_off_meter_records_into_no_registry_while_an_on_meter_counts() {
-        let metrics = Metrics::new("echo", "0");
+        let metrics = Metrics::new("echo", "0", true);
         let _udp = metrics.transport(Transport::Udp);
         let zeroed = own_series(&metrics);
         let off = Meter::off();
@@ -536,8 +700,9 @@ mod tests {
         for needle in [
             "inetsvc_requests_total{service=\"echo\",transport=\"tcp\"} 1",
             "inetsvc_bytes_sent_total{service=\"echo\",transport=\"tcp\"} 4",
-            "inetsvc_errors_total{kind=\"send\",service=\"echo\",transport=\"tcp\"} 1",
+            "inetsvc_errors_total{kind=\"write\",service=\"echo\",transport=\"tcp\"} 1",
             "inetsvc_connection_duration_seconds_count{service=\"echo\",transport=\"tcp\"} 1",
+            "inetsvc_answer_duration_seconds_count{service=\"echo\",transport=\"tcp\"} 1",
         ] {
             assert!(
                 text.contains(needle),

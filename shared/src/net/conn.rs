@@ -99,12 +99,20 @@ pub struct Conn {
     reset_after: Option<u64>,
     /// `truncate` cut the replies: the write side is closed and later writes are dropped.
     truncated: bool,
+    /// When the connection was accepted: the answer latency runs from here.
+    accepted: std::time::Instant,
 }
 
 impl Conn {
-    /// Wraps an accepted stream.
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, settings: ConnSettings) -> Self {
+    /// Wraps a stream accepted at `accepted`.
+    pub(crate) fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        settings: ConnSettings,
+        accepted: std::time::Instant,
+    ) -> Self {
         Conn {
+            accepted,
             reset_after: settings.faults.reset_after(),
             stream,
             peer,
@@ -264,9 +272,11 @@ impl Conn {
     }
 
     /// Sends one whole answer and closes gracefully: the shape of every
-    /// answer-on-connect service (DAYTIME, TIME).
+    /// answer-on-connect service (DAYTIME, TIME). The answer latency is taken when the
+    /// kernel has the whole answer, before the linger, whatever the client does next.
     pub async fn answer_and_close(mut self, answer: &[u8]) -> Result<(), ConnError> {
         self.write_all(answer).await?;
+        self.settings.meter.answered(self.accepted.elapsed());
         self.finish().await
     }
 

@@ -184,14 +184,16 @@ impl<S: Service> TcpServer<S> {
         } else {
             tracing::Span::none()
         };
+        // At accept, not when the task first runs: the answer latency includes any wait
+        // for the scheduler.
+        let started = Instant::now();
         Some(
             async move {
                 let _held = (permit, slot);
                 let meter = settings.meter.clone();
-                let started = Instant::now();
                 meter.request();
                 meter.connection_opened();
-                let conn = Conn::new(stream, peer, settings);
+                let conn = Conn::new(stream, peer, settings, started.into());
                 let served = service.serve_tcp(conn, shutdown);
                 let outcome = match tokio::time::timeout(max_time, served).await {
                     Ok(Ok(())) => "ok",

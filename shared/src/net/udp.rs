@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -75,6 +74,7 @@ impl<S: Service> UdpServer<S> {
                     continue;
                 }
             };
+            let received_at = std::time::Instant::now();
             self.meter.received(len);
             let tunables = self.tunables.get();
             let spans = tunables.udp_spans;
@@ -89,7 +89,9 @@ impl<S: Service> UdpServer<S> {
                 // A panic while holding the lock cannot corrupt the buckets (each update is
                 // a few float stores), so a poisoned lock is still usable.
                 let mut limiter = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
-                limiter.check(source.ip().to_canonical(), Instant::now().into_std())
+                let verdict = limiter.check(source.ip().to_canonical(), received_at);
+                self.meter.limiter_sources(limiter.tracked());
+                verdict
             };
             if let Err(reason) = verdict {
                 self.meter.dropped(reason);
@@ -107,6 +109,7 @@ impl<S: Service> UdpServer<S> {
                 out: Out {
                     socket: Arc::clone(&self.socket),
                     meter: self.meter.clone(),
+                    received_at,
                 },
                 faults: self.faults.clone(),
             };
@@ -187,6 +190,10 @@ impl<S: Service> Answerer<S> {
 struct Out {
     socket: Arc<UdpSocket>,
     meter: Meter,
+    /// When the request arrived: an answer's latency runs from here to its send. (An
+    /// answer the `udp_reorder` fault held back leaves with a later request's and counts
+    /// from that one's arrival.)
+    received_at: std::time::Instant,
 }
 
 impl DatagramOut for Out {
@@ -199,6 +206,7 @@ impl DatagramOut for Out {
         match self.socket.send_to(reply, to).await {
             Ok(sent) => {
                 self.meter.sent(sent);
+                self.meter.answered(self.received_at.elapsed());
                 span.record("inetsvc.bytes_sent", sent);
             }
             Err(error) => {
