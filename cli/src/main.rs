@@ -169,6 +169,10 @@ struct ProbeArgs {
     /// UDP: sends again after a timeout.
     #[arg(long, default_value_t = 2)]
     retries: u32,
+    /// Longest the whole probe may take (checks run at once); a check without a result by
+    /// then fails as `timeout`. As an exporter, keep it below the scrape timeout.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    budget: Duration,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: ProbeFormat,
@@ -389,7 +393,19 @@ fn run_probe(args: ProbeArgs) -> ExitCode {
             timeout: args.timeout,
             retries: args.retries,
         },
+        budget: args.budget,
     };
+    // Refused, not clamped: a budget shorter than one check's own timeouts would fail
+    // checks that are merely slow to time out.
+    if plan.worst_check() > plan.budget {
+        return usage(format!(
+            "--budget {:?} is shorter than one check can take by --timeout {:?} and --retries {} ({:?})",
+            plan.budget,
+            plan.options.timeout,
+            plan.options.retries,
+            plan.worst_check()
+        ));
+    }
     if let Some(listen) = args.listen {
         let runtime = match tokio::runtime::Runtime::new() {
             Ok(runtime) => runtime,

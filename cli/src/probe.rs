@@ -3,13 +3,70 @@
 //! so as a table, JSON, or Prometheus text for a one-shot container or Kubernetes Job.
 
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use inetsvc_proto::daytime;
 
 use crate::client::{self, ClientError, Options, Reply, Transport};
 use crate::target::{Service, Target};
+
+/// Why a check failed: the `reason` label of `inetsvc_probe_failure`, so that an alert
+/// can tell a wrong clock from no answer, and a page can say which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Failure {
+    /// The name did not resolve.
+    Resolve,
+    /// Nothing listens (TCP reset, ICMP port unreachable).
+    Refused,
+    /// No answer in time, or none within the probe's budget.
+    Timeout,
+    /// An answer the protocol forbids: a wrong echo, length or line.
+    WrongAnswer,
+    /// A right answer from a clock further off than the tolerance.
+    Skew,
+    /// Any other socket error (a reset mid-exchange, …).
+    Error,
+}
+
+impl Failure {
+    /// Every reason, so that each check exports all of them (0 or 1): no series appears
+    /// or vanishes with the outcome.
+    pub const ALL: [Failure; 6] = [
+        Failure::Resolve,
+        Failure::Refused,
+        Failure::Timeout,
+        Failure::WrongAnswer,
+        Failure::Skew,
+        Failure::Error,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Failure::Resolve => "resolve",
+            Failure::Refused => "refused",
+            Failure::Timeout => "timeout",
+            Failure::WrongAnswer => "wrong_answer",
+            Failure::Skew => "skew",
+            Failure::Error => "error",
+        }
+    }
+
+    fn of(error: &ClientError) -> Self {
+        match error {
+            ClientError::Resolve(_) => Failure::Resolve,
+            ClientError::Refused(_) => Failure::Refused,
+            ClientError::Timeout { .. } => Failure::Timeout,
+            ClientError::Io { .. } => Failure::Error,
+            ClientError::WrongLength { .. }
+            | ClientError::EchoMismatch { .. }
+            | ClientError::NotALine { .. } => Failure::WrongAnswer,
+        }
+    }
+}
 
 /// One check: a service over a transport.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -28,8 +85,10 @@ pub struct Check {
     pub skew_seconds: Option<f64>,
     /// What the server answered, for DAYTIME and TIME.
     pub answer: Option<String>,
-    /// Why the check failed.
+    /// Why the check failed, in words.
     pub error: Option<String>,
+    /// Why the check failed, as a reason.
+    pub failure: Option<Failure>,
 }
 
 /// What to check and how strictly.
@@ -43,30 +102,81 @@ pub struct Plan {
     pub tolerance: Duration,
     /// Timeouts and retries.
     pub options: Options,
+    /// Longest a whole probe may take: a check without a result by then fails as
+    /// `timeout`, so that a scrape of the exporter ends within its scrape timeout even
+    /// when every service stalls.
+    pub budget: Duration,
 }
 
-/// Runs every check of `plan`, one after another (a probe must not load what it checks).
+impl Plan {
+    /// The longest one check can take by its own timeouts: a UDP check waits
+    /// `timeout` for each of `retries + 1` sends; a TCP check, to connect and then for
+    /// each read (two reads at least).
+    pub fn worst_check(&self) -> Duration {
+        let timeout = self.options.timeout;
+        (timeout * (self.options.retries + 1)).max(timeout * 2)
+    }
+}
+
+/// Runs every check of `plan` at once, each on its own thread, and waits for them at
+/// most `plan.budget`. Six small exchanges at once load no service; checks in turn
+/// would add up their timeouts exactly when the services stall.
 pub fn run(plan: &Plan) -> Vec<Check> {
+    let deadline = Instant::now() + plan.budget;
+    let (done, results) = mpsc::channel();
     let mut checks = Vec::new();
     for (service, target) in &plan.targets {
         for &transport in &plan.transports {
-            checks.push(check(*service, target, transport, plan));
+            let index = checks.len();
+            checks.push(Check::new(*service, target, transport));
+            let (done, service, target, plan) =
+                (done.clone(), *service, target.clone(), plan.clone());
+            // A thread that outlives the budget ends by its own socket timeouts.
+            std::thread::spawn(move || {
+                let _ = done.send((index, check(service, &target, transport, &plan)));
+            });
         }
+    }
+    drop(done);
+    let mut pending = checks.len();
+    while pending > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match results.recv_timeout(left) {
+            Ok((index, check)) => {
+                checks[index] = check;
+                pending -= 1;
+            }
+            Err(_) => break,
+        }
+    }
+    for check in checks.iter_mut().filter(|c| !c.ok && c.failure.is_none()) {
+        check.failure = Some(Failure::Timeout);
+        check.error = Some(format!(
+            "no result within the probe's budget of {:?}",
+            plan.budget
+        ));
     }
     checks
 }
 
+impl Check {
+    fn new(service: Service, target: &Target, transport: Transport) -> Self {
+        Check {
+            service,
+            transport,
+            target: target.to_string(),
+            ok: false,
+            latency_seconds: None,
+            skew_seconds: None,
+            answer: None,
+            error: None,
+            failure: None,
+        }
+    }
+}
+
 fn check(service: Service, target: &Target, transport: Transport, plan: &Plan) -> Check {
-    let mut check = Check {
-        service,
-        transport,
-        target: target.to_string(),
-        ok: false,
-        latency_seconds: None,
-        skew_seconds: None,
-        answer: None,
-        error: None,
-    };
+    let mut check = Check::new(service, target, transport);
     let outcome: Result<(Reply, Option<(f64, String)>), ClientError> = match service {
         Service::Echo => {
             let payload = format!("inetsvc probe {}\n", nonce());
@@ -103,6 +213,7 @@ fn check(service: Service, target: &Target, transport: Transport, plan: &Plan) -
                 let limit = plan.tolerance.as_secs_f64() + 0.5 + reply.rtt.as_secs_f64() / 2.0;
                 if skew.abs() > limit {
                     check.ok = false;
+                    check.failure = Some(Failure::Skew);
                     check.error = Some(format!(
                         "clock skew {skew:+.1} s exceeds the tolerance of {:?}",
                         plan.tolerance
@@ -110,7 +221,10 @@ fn check(service: Service, target: &Target, transport: Transport, plan: &Plan) -
                 }
             }
         }
-        Err(error) => check.error = Some(error.to_string()),
+        Err(error) => {
+            check.failure = Some(Failure::of(&error));
+            check.error = Some(error.to_string());
+        }
     }
     check
 }
@@ -213,6 +327,12 @@ pub fn prometheus(checks: &[Check]) -> String {
             |c| c.skew_seconds,
         ),
     ];
+    let revision = option_env!("INETSVC_REVISION").unwrap_or("unknown");
+    let _ = writeln!(
+        out,
+        "# HELP inetsvc_probe_build_info Always 1; labels tell the prober's build.\n# TYPE inetsvc_probe_build_info gauge\ninetsvc_probe_build_info{{version=\"{}\",revision=\"{revision}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
     for (name, help, value) in families {
         let samples: Vec<(&Check, f64)> = checks
             .iter()
@@ -229,6 +349,25 @@ pub fn prometheus(checks: &[Check]) -> String {
                 c.service.name(),
                 c.transport.name()
             );
+        }
+    }
+    if !checks.is_empty() {
+        let name = "inetsvc_probe_failure";
+        let _ = writeln!(
+            out,
+            "# HELP {name} 1 for the reason the check failed (skew: answered, but the clock is off by more than the tolerance), 0 for every other.\n# TYPE {name} gauge"
+        );
+        for c in checks {
+            for reason in Failure::ALL {
+                let _ = writeln!(
+                    out,
+                    "{name}{{service=\"{}\",transport=\"{}\",reason=\"{}\"}} {}",
+                    c.service.name(),
+                    c.transport.name(),
+                    reason.label(),
+                    u8::from(c.failure == Some(reason))
+                );
+            }
         }
     }
     out
@@ -266,6 +405,7 @@ mod tests {
             skew_seconds: Some(-0.25),
             answer: Some("x".into()),
             error: (!ok).then(|| "no answer".into()),
+            failure: (!ok).then_some(Failure::Timeout),
         }
     }
 
@@ -280,6 +420,13 @@ mod tests {
         assert!(text.contains(
             "inetsvc_probe_clock_skew_seconds{service=\"time\",transport=\"udp\"} -0.25"
         ));
+        assert!(text.contains(
+            "inetsvc_probe_failure{service=\"time\",transport=\"udp\",reason=\"timeout\"} 1"
+        ));
+        assert!(text.contains(
+            "inetsvc_probe_failure{service=\"time\",transport=\"udp\",reason=\"skew\"} 0"
+        ));
+        assert!(text.contains("inetsvc_probe_build_info{version=\""));
         let parsed: serde_json::Value = serde_json::from_str(&json(&checks)).unwrap();
         assert_eq!(parsed["ok"], false);
         assert_eq!(parsed["checks"][1]["error"], "no answer");

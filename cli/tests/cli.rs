@@ -262,6 +262,91 @@ fn probe_passes_in_every_format_and_fails_when_a_service_stops() {
         .collect();
     assert_eq!(failed, ["time", "time"]);
     assert!(stderr(&out).contains("time over tcp"));
+    // The exporter's text says why: refused over TCP (a reset), refused or timed out over
+    // UDP (an ICMP port unreachable, if the kernel sends one in time).
+    let out = inetsvc(&[&args[..], &["--format", "prometheus", "--timeout", "300ms"]].concat());
+    let text = stdout(&out);
+    promtool_check_metrics(&text).unwrap();
+    assert!(
+        text.contains(
+            "inetsvc_probe_failure{service=\"time\",transport=\"tcp\",reason=\"refused\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains(
+        "inetsvc_probe_failure{service=\"echo\",transport=\"tcp\",reason=\"refused\"} 0"
+    ));
+    assert_eq!(text.matches("inetsvc_probe_failure{").count(), 6 * 6);
+}
+
+/// A TCP listener that never accepts and a UDP socket that never answers, on one port.
+fn stalled_port() -> (TcpListener, UdpSocket, u16) {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)) {
+            return (tcp, udp, port);
+        }
+    }
+}
+
+#[test]
+fn probe_checks_run_at_once_within_the_budget_when_every_service_stalls() {
+    let stalled: Vec<_> = (0..3).map(|_| stalled_port()).collect();
+    let ports: Vec<String> = stalled
+        .iter()
+        .map(|(_, _, port)| port.to_string())
+        .collect();
+    // Each check can take up to 2 s (UDP: 2 sends × 1 s; TCP: connect, then 1 s per read):
+    // in turn, six would take about 12 s; at once, about 2 s.
+    let started = std::time::Instant::now();
+    let out = inetsvc(&[
+        "probe",
+        "--echo",
+        &ports[0],
+        "--daytime",
+        &ports[1],
+        "--time",
+        &ports[2],
+        "--timeout",
+        "1s",
+        "--retries",
+        "1",
+        "--budget",
+        "4s",
+        "--format",
+        "prometheus",
+    ]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        took < Duration::from_millis(3900),
+        "the probe took {took:?}"
+    );
+    let text = stdout(&out);
+    for service in ["echo", "daytime", "time"] {
+        for transport in ["tcp", "udp"] {
+            let line = format!(
+                "inetsvc_probe_failure{{service=\"{service}\",transport=\"{transport}\",reason=\"timeout\"}} 1"
+            );
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
+    }
+    // A budget shorter than one check's own timeouts is refused, not clamped.
+    let out = inetsvc(&[
+        "probe",
+        "--echo",
+        &ports[0],
+        "--timeout",
+        "2s",
+        "--retries",
+        "2",
+        "--budget",
+        "5s",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--budget 5s"), "{}", stderr(&out));
+    drop(stalled);
 }
 
 #[test]
@@ -289,6 +374,39 @@ fn probe_fails_on_clock_skew_beyond_the_tolerance() {
         "{}",
         stdout(&out)
     );
+    server.join().unwrap();
+}
+
+#[test]
+fn the_exporter_text_tells_a_wrong_clock_from_no_answer() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let slow = std::time::SystemTime::now() - std::time::Duration::from_secs(4);
+        conn.write_all(&inetsvc_proto::time::encode(slow)).unwrap();
+    });
+    let out = inetsvc(&[
+        "probe",
+        "--only",
+        "time",
+        "--transport",
+        "tcp",
+        "--time",
+        &port.to_string(),
+        "--format",
+        "prometheus",
+    ]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "inetsvc_probe_failure{service=\"time\",transport=\"tcp\",reason=\"skew\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains(
+        "inetsvc_probe_failure{service=\"time\",transport=\"tcp\",reason=\"timeout\"} 0"
+    ));
     server.join().unwrap();
 }
 
