@@ -78,7 +78,7 @@ pub fn compress(rules: &str, factor: u64) -> String {
     out
 }
 
-/// `30s`, `5m`, `1h` as seconds; anything else is not a duration.
+/// `30s`, `5m`, `1h`, `3d` as seconds; anything else is not a duration.
 fn humantime_seconds(text: &str) -> Option<u64> {
     let unit = text.chars().last()?;
     let number: u64 = text[..text.len() - 1].parse().ok()?;
@@ -86,6 +86,7 @@ fn humantime_seconds(text: &str) -> Option<u64> {
         's' => Some(number),
         'm' => Some(number * 60),
         'h' => Some(number * 3600),
+        'd' => Some(number * 86400),
         _ => None,
     }
 }
