@@ -349,54 +349,53 @@ fn probe_checks_run_at_once_within_the_budget_when_every_service_stalls() {
     drop(stalled);
 }
 
-#[test]
-fn probe_fails_on_clock_skew_beyond_the_tolerance() {
-    // A TIME server ten minutes fast.
+/// A one-connection TIME server over TCP whose clock is `offset` seconds off, and
+/// `inetsvc probe` of it with `more` arguments.
+fn probe_a_skewed_time_server(offset: i64, more: &[&str]) -> Output {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
-        let fast = std::time::SystemTime::now() + std::time::Duration::from_secs(600);
-        conn.write_all(&inetsvc_proto::time::encode(fast)).unwrap();
+        let shift = std::time::Duration::from_secs(offset.unsigned_abs());
+        let now = std::time::SystemTime::now();
+        let clock = if offset >= 0 {
+            now + shift
+        } else {
+            now - shift
+        };
+        conn.write_all(&inetsvc_proto::time::encode(clock)).unwrap();
     });
-    let out = inetsvc(&[
+    let port = port.to_string();
+    let args = [
         "probe",
         "--only",
         "time",
         "--transport",
         "tcp",
         "--time",
-        &port.to_string(),
-    ]);
+        &port,
+    ];
+    let out = inetsvc(&[&args[..], more].concat());
+    server.join().unwrap();
+    out
+}
+
+#[test]
+fn probe_fails_on_clock_skew_beyond_the_tolerance() {
+    // A TIME server ten minutes fast.
+    let out = probe_a_skewed_time_server(600, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stdout(&out).contains("exceeds the tolerance"),
         "{}",
         stdout(&out)
     );
-    server.join().unwrap();
 }
 
 #[test]
 fn the_exporter_text_tells_a_wrong_clock_from_no_answer() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        let slow = std::time::SystemTime::now() - std::time::Duration::from_secs(4);
-        conn.write_all(&inetsvc_proto::time::encode(slow)).unwrap();
-    });
-    let out = inetsvc(&[
-        "probe",
-        "--only",
-        "time",
-        "--transport",
-        "tcp",
-        "--time",
-        &port.to_string(),
-        "--format",
-        "prometheus",
-    ]);
+    // Four seconds slow: answered, but beyond the 2 s tolerance.
+    let out = probe_a_skewed_time_server(-4, &["--format", "prometheus"]);
     let text = stdout(&out);
     assert!(
         text.contains(
@@ -407,7 +406,6 @@ fn the_exporter_text_tells_a_wrong_clock_from_no_answer() {
     assert!(text.contains(
         "inetsvc_probe_failure{service=\"time\",transport=\"tcp\",reason=\"timeout\"} 0"
     ));
-    server.join().unwrap();
 }
 
 #[test]
