@@ -89,13 +89,16 @@ WORKDIR /src
 COPY . .
 # Static glibc; scratch has no /dev/urandom, so getrandom must use the syscall.
 ENV RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\""
-RUN cargo build --release --locked --target x86_64-unknown-linux-gnu \
+# The builder's own target, found at build time (never written here), so that the same
+# file builds amd64 images on amd64 and arm64 images on arm64; --target keeps crt-static
+# off the build scripts and proc macros.
+RUN target=$(rustc -vV | sed -n 's/^host: //p') \
+    && cargo build --release --locked --target "$target" \
         -p inetsvc-echo -p inetsvc-daytime -p inetsvc-time -p inetsvc-cli \
     && mkdir /dist \
-    && cp target/x86_64-unknown-linux-gnu/release/echod \
-          target/x86_64-unknown-linux-gnu/release/daytimed \
-          target/x86_64-unknown-linux-gnu/release/timed \
-          target/x86_64-unknown-linux-gnu/release/inetsvc /dist/
+    && for binary in echod daytimed timed inetsvc; do \
+         cp "target/$target/release/$binary" /dist/ || exit 1; \
+       done
 
 FROM echod-base AS echod-from-source
 COPY --from=builder /dist/echod /echod
