@@ -21,7 +21,9 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 SVC = 'namespace=~"$namespace",service=~"$service",instance=~"$instance"'
 PROBE = 'namespace=~"$namespace",job="inetsvc-probe",service=~"$service"'
 IO_ERRORS = 'kind=~"accept|read|write|receive|send|reset"'
-# Process metrics carry no service label: join them to build_info for it.
+# Process metrics carry no service label: select them by job and instance, and join them
+# to build_info for the service.
+PROCESS = 'namespace=~"$namespace",job="inetsvc",instance=~"$instance"'
 BY_SERVICE = ('* on (instance) group_left (service) group by (instance, service) '
               '(inetsvc_build_info{' + SVC + '})')
 
@@ -82,7 +84,7 @@ def panels():
     p = []
     p.append(row("Health", 0))
     p.append(stat("Targets up", "1 when Prometheus can scrape the instance's admin port (InetsvcServiceDown).",
-                  (0, 1, 6, 4), [(f'up{{namespace=~"$namespace",job="inetsvc",instance=~"$instance"}}', "{{instance}}")],
+                  (0, 1, 6, 4), [(f'up{{{PROCESS}}}', "{{instance}}")],
                   "short", steps(("red", None), ("green", 1)),
                   [{"type": "value", "options": {"0": {"text": "DOWN", "color": "red"},
                                                  "1": {"text": "UP", "color": "green"}}}]))
@@ -146,13 +148,13 @@ def panels():
 
     p.append(row("Process (utilisation, saturation)", 41))
     p.append(panel("timeseries", "CPU (cores)", "CPU seconds per second by instance.",
-                   (0, 42, 6, 8), [(f'rate(process_cpu_seconds_total{{namespace=~"$namespace",job="inetsvc",instance=~"$instance"}}[$__rate_interval]) {BY_SERVICE}', "{{service}} {{instance}}")]))
+                   (0, 42, 6, 8), [(f'rate(process_cpu_seconds_total{{{PROCESS}}}[$__rate_interval]) {BY_SERVICE}', "{{service}} {{instance}}")]))
     p.append(panel("timeseries", "Resident memory", "Resident set size by instance; the container limit covers every connection busy at once.",
-                   (6, 42, 6, 8), [(f'process_resident_memory_bytes{{namespace=~"$namespace",job="inetsvc",instance=~"$instance"}} {BY_SERVICE}', "{{service}} {{instance}}")],
+                   (6, 42, 6, 8), [(f'process_resident_memory_bytes{{{PROCESS}}} {BY_SERVICE}', "{{service}} {{instance}}")],
                    "bytes"))
     p.append(panel("timeseries", "Open file descriptors (of limit)", "Descriptors open and the process limit (InetsvcFileDescriptorsNearLimit at 80%).",
-                   (12, 42, 6, 8), [(f'process_open_fds{{namespace=~"$namespace",job="inetsvc",instance=~"$instance"}} {BY_SERVICE}', "{{service}} {{instance}} open"),
-                                    (f'process_max_fds{{namespace=~"$namespace",job="inetsvc",instance=~"$instance"}} {BY_SERVICE}', "{{service}} {{instance}} limit")]))
+                   (12, 42, 6, 8), [(f'process_open_fds{{{PROCESS}}} {BY_SERVICE}', "{{service}} {{instance}} open"),
+                                    (f'process_max_fds{{{PROCESS}}} {BY_SERVICE}', "{{service}} {{instance}} limit")]))
     p.append(panel("timeseries", "UDP rate limiter sources (of bound)", "Sources the per-source rate limiter tracks, and its bound (udp_limiter_sources): at the bound, refilled sources are forgotten first.",
                    (18, 42, 6, 8), [(f"max by (service) (inetsvc_udp_rate_limiter_sources{{{SVC}}})", "{{service}} tracked"),
                                     (f'max by (service) (inetsvc_config_limit{{{SVC},limit="udp_limiter_sources"}})', "{{service}} bound")]))
