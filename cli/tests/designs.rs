@@ -197,3 +197,156 @@ fn each_design_runs_on_the_threads_it_promises() {
         }
     }
 }
+
+/// The sockets a thread of `pid` is blocked on: for each thread named `name`, the first
+/// argument of the syscall it sleeps in, if that is one of the process's sockets. Read
+/// from /proc/PID/task/TID/syscall, so it holds on every architecture: a thread parked
+/// by a runtime sleeps on a futex (an address), one in a blocking read on its socket.
+fn blocked_on_sockets(pid: u32, name: &str) -> (usize, usize) {
+    let (mut threads, mut on_socket) = (0, 0);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        threads += 1;
+        let syscall = std::fs::read_to_string(task.path().join("syscall")).unwrap_or_default();
+        let fd = syscall
+            .split_whitespace()
+            .nth(1)
+            .and_then(|arg| u64::from_str_radix(arg.trim_start_matches("0x"), 16).ok());
+        let target = fd.and_then(|fd| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok());
+        if target.is_some_and(|t| t.to_string_lossy().starts_with("socket:")) {
+            on_socket += 1;
+        }
+    }
+    (threads, on_socket)
+}
+
+/// Book ch. 12 as it is: each session's thread blocks in the kernel on its own socket,
+/// not on a runtime's futex; the kernel's timeouts (SO_RCVTIMEO, SO_SNDTIMEO) and the
+/// connection's life bound it; a client that stops reading is cut by the write timeout.
+#[test]
+fn threaded_sessions_block_on_their_sockets_within_their_timeouts() {
+    let server = start(
+        "echod",
+        "threaded",
+        "iterative",
+        &["--idle-timeout", "1s", "--write-timeout", "1s"],
+    );
+    let mut sessions: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut session = TcpStream::connect(server.tcp()).unwrap();
+            assert!(inetsvc_testkit::echoes_on(&mut session, b"on"));
+            session
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (threads, on_socket) = blocked_on_sockets(server.pid(), "connection");
+    assert_eq!(
+        (threads, on_socket),
+        (4, 4),
+        "each thread blocks on its socket"
+    );
+    // Silent for longer than the idle timeout: each is closed and counted.
+    let begun = Instant::now();
+    for session in &mut sessions {
+        session
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            session.read(&mut buf).unwrap(),
+            0,
+            "closed at the idle timeout"
+        );
+    }
+    let waited = begun.elapsed();
+    assert!(
+        waited >= Duration::from_millis(700) && waited < Duration::from_secs(4),
+        "idle sessions closed after {waited:?}"
+    );
+    server.wait_metric(
+        "inetsvc_errors_total{kind=\"idle_timeout\",service=\"echo\",transport=\"tcp\"}",
+        4.0,
+        Duration::from_secs(5),
+    );
+    // A client that sends and never reads: the echo fills both buffers, then the blocked
+    // write gives up after the write timeout.
+    let mut flooder = TcpStream::connect(server.tcp()).unwrap();
+    flooder
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while flooder.write_all(&chunk).is_ok() && Instant::now() < deadline {}
+    server.wait_metric(
+        "inetsvc_errors_total{kind=\"write_timeout\",service=\"echo\",transport=\"tcp\"}",
+        1.0,
+        Duration::from_secs(10),
+    );
+}
+
+/// The connection's life bounds a threaded session that never pauses, and the request
+/// to finish reaches a thread blocked in a read: at SIGTERM the session still open is
+/// answered to its last byte, then reads end of stream before the shutdown deadline.
+#[test]
+fn threaded_sessions_end_at_their_max_time_and_finish_at_shutdown() {
+    let server = start(
+        "echod",
+        "threaded",
+        "iterative",
+        &["--max-connection-time", "1s"],
+    );
+    let mut busy = TcpStream::connect(server.tcp()).unwrap();
+    busy.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let begun = Instant::now();
+    let mut buf = [0u8; 4];
+    let ended = loop {
+        if busy.write_all(b"ping").is_err() {
+            break begun.elapsed();
+        }
+        match busy.read_exact(&mut buf) {
+            Ok(()) => assert_eq!(&buf, b"ping"),
+            Err(_) => break begun.elapsed(),
+        }
+        assert!(begun.elapsed() < Duration::from_secs(8), "never cut");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(ended >= Duration::from_millis(900), "cut after {ended:?}");
+    server.wait_metric(
+        "inetsvc_errors_total{kind=\"max_duration\",service=\"echo\",transport=\"tcp\"}",
+        1.0,
+        Duration::from_secs(5),
+    );
+    drop(server);
+
+    let mut server = start(
+        "echod",
+        "threaded",
+        "iterative",
+        &["--shutdown-timeout", "2s", "--drain-delay", "0s"],
+    );
+    let mut session = TcpStream::connect(server.tcp()).unwrap();
+    session
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    session.write_all(b"last").unwrap();
+    session.read_exact(&mut buf).unwrap();
+    let signalled = Instant::now();
+    server.signal("TERM");
+    // Silent from here: the thread sits in its blocking read until it is asked to finish.
+    let mut rest = Vec::new();
+    session.read_to_end(&mut rest).unwrap();
+    let finished = signalled.elapsed();
+    assert!(rest.is_empty(), "nothing but end of stream: {rest:?}");
+    assert!(
+        finished < Duration::from_secs(2),
+        "finished before the deadline, after {finished:?}"
+    );
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert_eq!(status.code(), Some(0));
+}

@@ -7,13 +7,16 @@
 //! [`Shutdown`] request, so that a long one (an ECHO session) ends gracefully instead of
 //! being cut; then the process exits 0.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Where the service is in its life; `/readyz` answers 200 only in [`Phase::Serving`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +115,11 @@ impl Signals {
 /// fires. Sessions that answer at once (DAYTIME, TIME) may ignore it.
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown {
+    /// Wakes the sessions waiting on [`Shutdown::requested`].
     token: CancellationToken,
+    /// Set before `token` is cancelled: what the hot path reads, one atomic load, where the
+    /// token itself would take its lock (shared by every session) on each poll.
+    flag: Arc<AtomicBool>,
     /// When the runtime cuts what is still open; set when finishing is requested.
     deadline: Arc<OnceLock<Instant>>,
 }
@@ -123,19 +130,28 @@ impl Shutdown {
         Shutdown::default()
     }
 
-    /// Completes once the session is asked to finish.
-    pub async fn requested(&self) {
-        self.token.cancelled().await
+    /// Completes once the session is asked to finish. Made to be pinned once per session
+    /// and polled beside every read: only its first poll (and one from another task)
+    /// registers with the signal; later polls are one atomic load, so a session's
+    /// messages share no lock with every other session's (docs/architecture.md,
+    /// "A connection's path").
+    pub fn requested(&self) -> Requested {
+        Requested {
+            flag: Arc::clone(&self.flag),
+            wait: Box::pin(self.token.clone().cancelled_owned()),
+            registered: None,
+        }
     }
 
     /// Whether the session has been asked to finish.
     pub fn is_requested(&self) -> bool {
-        self.token.is_cancelled()
+        self.flag.load(Ordering::Acquire)
     }
 
     /// Asks every session to finish; the runtime cuts them at `deadline`.
     pub(crate) fn request(&self, deadline: Instant) {
         let _ = self.deadline.set(deadline);
+        self.flag.store(true, Ordering::Release);
         self.token.cancel();
     }
 
@@ -145,6 +161,38 @@ impl Shutdown {
         let deadline = *self.deadline.get()?;
         let now = Instant::now();
         Some(now + deadline.saturating_duration_since(now) / 2)
+    }
+}
+
+/// The future of [`Shutdown::requested`].
+pub struct Requested {
+    flag: Arc<AtomicBool>,
+    wait: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The waker the signal holds, once registered.
+    registered: Option<Waker>,
+}
+
+impl Future for Requested {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.flag.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        // The flag is set before the token is cancelled, and the token wakes the waker it
+        // holds: while that is this task's, polling it again would only take its lock.
+        if let Some(waker) = &self.registered {
+            if waker.will_wake(cx.waker()) {
+                return Poll::Pending;
+            }
+        }
+        match self.wait.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(()),
+            Poll::Pending => {
+                self.registered = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -186,13 +234,48 @@ mod tests {
         let session = shutdown.clone();
         assert!(!session.is_requested() && session.linger_end().is_none());
         let deadline = Instant::now() + Duration::from_secs(2);
+        let mut waiting = Box::pin(session.requested());
+        // Registered, then polled again without the signal: still waiting.
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
         shutdown.request(deadline);
-        session.requested().await;
+        waiting.await;
         assert!(session.is_requested());
         let end = session.linger_end().unwrap();
         assert!(
             end < deadline && end > Instant::now(),
             "linger ends before the cut"
         );
+    }
+
+    #[tokio::test]
+    async fn a_session_parked_on_the_request_is_woken_by_it() {
+        let shutdown = Shutdown::new();
+        let (parked, spinning) = (shutdown.clone(), shutdown.clone());
+        let parked = tokio::spawn(async move { parked.requested().await });
+        // A session's loop: polled again and again by the same task, as beside reads.
+        let spinning = tokio::spawn(async move {
+            let requested = spinning.requested();
+            tokio::pin!(requested);
+            let mut polls = 0u64;
+            loop {
+                tokio::select! {
+                    biased;
+                    () = &mut requested => return polls,
+                    () = tokio::task::yield_now() => polls += 1,
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        shutdown.request(Instant::now() + Duration::from_secs(1));
+        let limit = Duration::from_secs(5);
+        tokio::time::timeout(limit, parked).await.unwrap().unwrap();
+        let polls = tokio::time::timeout(limit, spinning)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(polls > 0, "the loop ran before the request");
     }
 }

@@ -34,13 +34,18 @@ impl Service for Echo {
     /// only after it has been written back: a client that never reads is held by
     /// backpressure and then the write timeout, never by memory. A session still open
     /// when the service shuts down is finished gracefully (the client reads end of
-    /// stream) instead of being cut at the deadline.
+    /// stream) instead of being cut at the deadline. The request is pinned once and
+    /// checked first on every turn (an atomic load), so that a client that never pauses
+    /// is finished too.
     async fn serve_tcp(&self, mut conn: Conn, shutdown: Shutdown) -> Result<(), ConnError> {
         let mut buf = Vec::new();
+        let requested = shutdown.requested();
+        tokio::pin!(requested);
         loop {
             let n = tokio::select! {
+                biased;
                 // Everything read so far has been written back: nothing is lost.
-                _ = shutdown.requested() => return conn.finish().await,
+                () = &mut requested => return conn.finish().await,
                 read = conn.read(&mut buf) => read?,
             };
             if n == 0 {

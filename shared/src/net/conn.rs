@@ -1,19 +1,23 @@
 //! One accepted TCP connection as a service sees it: reads bounded by the idle timeout,
-//! writes bounded by the write timeout, bytes counted, and a graceful close.
+//! writes bounded by the write timeout, bytes counted, and a graceful close — on a
+//! readiness-driven socket, or on a blocking one for the threaded design (book ch. 12),
+//! where the kernel's own receive and send timeouts bound the waits.
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::{timeout, timeout_at, Instant, Sleep};
 
 use crate::clock::Clock;
 use crate::fault::hooks::{AfterWrite, Close, ReplyStream};
 use crate::fault::Faults;
 use crate::metrics::{ErrorKind, Meter};
+use crate::net::TcpConcurrency;
 use crate::options::TcpOptions;
 use crate::shutdown::Shutdown;
 
@@ -35,6 +39,10 @@ pub enum ConnError {
     /// The `tcp_reset` fault reset the connection.
     #[error("reset by the tcp_reset fault")]
     FaultReset,
+    /// The connection reached `max_connection_time` while the threaded design's blocking
+    /// read waited (the other designs cut it from outside).
+    #[error("reached max_connection_time ({0:?})")]
+    MaxTime(Duration),
 }
 
 impl ConnError {
@@ -46,6 +54,7 @@ impl ConnError {
             ConnError::Read(_) => ErrorKind::Read,
             ConnError::Write(_) => ErrorKind::Write,
             ConnError::FaultReset => ErrorKind::Reset,
+            ConnError::MaxTime(_) => ErrorKind::MaxDuration,
         }
     }
 }
@@ -83,10 +92,51 @@ impl ConnSettings {
     }
 }
 
+/// The socket of a connection, as its design serves it.
+pub(crate) enum Socket {
+    /// Readiness-driven: every wait is a task's, woken by the runtime.
+    Ready(TcpStream),
+    /// Blocking (the threaded design): every wait is the connection thread's, in the
+    /// kernel, bounded by `SO_RCVTIMEO` and `SO_SNDTIMEO`.
+    Blocking(std::net::TcpStream),
+}
+
+impl Socket {
+    /// The socket `design` serves an accepted stream on: for `threaded`, a blocking one
+    /// whose receive timeout is the idle timeout and send timeout the write timeout, so
+    /// that a read or write never needs the runtime.
+    pub(crate) fn for_design(
+        stream: TcpStream,
+        design: TcpConcurrency,
+        options: &TcpOptions,
+    ) -> io::Result<Socket> {
+        if design != TcpConcurrency::Threaded {
+            return Ok(Socket::Ready(stream));
+        }
+        let stream = stream.into_std()?;
+        stream.set_nonblocking(false)?;
+        // The kernel takes no zero timeout (it would mean none at all).
+        stream.set_read_timeout(Some(options.idle_timeout.max(SHORTEST_WAIT)))?;
+        stream.set_write_timeout(Some(options.write_timeout.max(SHORTEST_WAIT)))?;
+        Ok(Socket::Blocking(stream))
+    }
+
+    /// The socket for options `tokio` and `std` have no call for (`SO_LINGER`).
+    fn sock(&self) -> socket2::SockRef<'_> {
+        match self {
+            Socket::Ready(stream) => socket2::SockRef::from(stream),
+            Socket::Blocking(stream) => socket2::SockRef::from(stream),
+        }
+    }
+}
+
+/// The shortest kernel timeout set on a blocking socket.
+const SHORTEST_WAIT: Duration = Duration::from_millis(1);
+
 /// An accepted TCP connection.
 pub struct Conn {
     /// The socket.
-    stream: TcpStream,
+    socket: Socket,
     /// The client's address (for logs and spans only, never a metric label).
     peer: SocketAddr,
     /// Shared limits and instruments.
@@ -101,20 +151,30 @@ pub struct Conn {
     truncated: bool,
     /// When the connection was accepted: the answer latency runs from here.
     accepted: std::time::Instant,
+    /// When input last arrived (at first, the accept): the idle timeout runs from here.
+    last_input: Instant,
+    /// The idle timer, made at the first read that waits and moved only when it fires
+    /// before the idle timeout has really passed (readiness-driven socket).
+    idle: Option<Pin<Box<Sleep>>>,
+    /// The receive timeout set on a blocking socket.
+    read_timeout: Duration,
 }
 
 impl Conn {
-    /// Wraps a stream accepted at `accepted`.
+    /// Wraps a socket accepted at `accepted`.
     pub(crate) fn new(
-        stream: TcpStream,
+        socket: Socket,
         peer: SocketAddr,
         settings: ConnSettings,
         accepted: std::time::Instant,
     ) -> Self {
         Conn {
             accepted,
+            last_input: accepted.into(),
+            idle: None,
+            read_timeout: settings.options.idle_timeout.max(SHORTEST_WAIT),
             reset_after: settings.faults.reset_after(),
-            stream,
+            socket,
             peer,
             settings,
             received: 0,
@@ -138,45 +198,114 @@ impl Conn {
         (self.received, self.sent)
     }
 
-    /// Reads what has arrived into `buf`, waiting at most `idle_timeout`; `Ok(0)` is the
-    /// client's end of stream.
+    /// Reads what has arrived into `buf`, waiting at most `idle_timeout` since the last
+    /// input; `Ok(0)` is the client's end of stream.
     ///
     /// `buf` is sized to `buffer_size` only when data is ready, so a connection that sits
-    /// idle holds no buffer (the RSS-per-idle-connection target). Data already waiting is
-    /// read at once: the idle timer is armed only when the read would block, which keeps
-    /// a timer insertion off the hot path of a busy connection.
+    /// idle holds no buffer (the RSS-per-idle-connection target). After that, the read is
+    /// tokio's own, which clears the socket's readiness after a short read, so that a
+    /// ping-pong connection pays one `recvfrom` per message and no failing one
+    /// (docs/architecture.md, "A connection's path"). The idle timeout is one timer per
+    /// connection with a lazy deadline: input only notes when it came, and the timer is
+    /// moved when it fires early, so a busy connection touches the timer wheel about once
+    /// per `idle_timeout` instead of on every wait.
     pub async fn read(&mut self, buf: &mut Vec<u8>) -> Result<usize, ConnError> {
+        let n = match self.socket {
+            Socket::Ready(_) => self.read_ready(buf).await?,
+            Socket::Blocking(_) => self.read_blocking(buf)?,
+        };
+        self.last_input = Instant::now();
+        self.count_received(n);
+        Ok(n)
+    }
+
+    async fn read_ready(&mut self, buf: &mut Vec<u8>) -> Result<usize, ConnError> {
         let idle = self.settings.options.idle_timeout;
+        if buf.is_empty() {
+            self.wait_for_input(idle).await?;
+            buf.resize(self.settings.options.buffer_size, 0);
+        }
+        let Socket::Ready(stream) = &mut self.socket else {
+            return Err(ConnError::Read(io::ErrorKind::Unsupported.into()));
+        };
+        let timer = self
+            .idle
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(self.last_input + idle)));
         loop {
-            if !buf.is_empty() {
-                match self.stream.try_read(buf) {
-                    Ok(n) => {
-                        self.count_received(n);
-                        return Ok(n);
+            tokio::select! {
+                biased;
+                read = stream.read(buf) => return read.map_err(ConnError::Read),
+                () = timer.as_mut() => {
+                    let due = self.last_input + idle;
+                    if Instant::now() >= due {
+                        return Err(ConnError::IdleTimeout(idle));
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(ConnError::Read(e)),
+                    timer.as_mut().reset(due);
                 }
             }
-            timeout(idle, self.stream.readable())
+        }
+    }
+
+    /// The threaded design's read: the thread blocks in the kernel for at most the idle
+    /// timeout, or what is left of `max_connection_time` if that is less (the runtime's
+    /// bound on the whole connection cannot interrupt a blocked thread).
+    fn read_blocking(&mut self, buf: &mut Vec<u8>) -> Result<usize, ConnError> {
+        let options = &self.settings.options;
+        if buf.is_empty() {
+            buf.resize(options.buffer_size, 0);
+        }
+        let Socket::Blocking(stream) = &mut self.socket else {
+            return Err(ConnError::Read(io::ErrorKind::Unsupported.into()));
+        };
+        let left = (self.accepted + options.max_connection_time)
+            .saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(ConnError::MaxTime(options.max_connection_time));
+        }
+        // One setsockopt only when the timeout must shrink: near the end of the
+        // connection's life, not per message.
+        if left < self.read_timeout {
+            stream
+                .set_read_timeout(Some(left.max(SHORTEST_WAIT)))
+                .map_err(ConnError::Read)?;
+            self.read_timeout = left;
+        }
+        loop {
+            match io::Read::read(stream, buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    return Err(if self.read_timeout < options.idle_timeout {
+                        ConnError::MaxTime(options.max_connection_time)
+                    } else {
+                        ConnError::IdleTimeout(options.idle_timeout)
+                    });
+                }
+                Err(e) => return Err(ConnError::Read(e)),
+            }
+        }
+    }
+
+    /// Waits, at most `idle`, until input is waiting or the client closed. Readiness can
+    /// be spurious (a fresh socket is reported readable with nothing to read): one byte is
+    /// peeked first, so that only a connection with input waiting (or at EOF) gets a
+    /// buffer. `try_io` clears the readiness on `WouldBlock`, so this cannot spin.
+    async fn wait_for_input(&mut self, idle: Duration) -> Result<(), ConnError> {
+        let deadline = self.last_input + idle;
+        let Socket::Ready(stream) = &self.socket else {
+            return Ok(());
+        };
+        loop {
+            timeout_at(deadline, stream.readable())
                 .await
                 .map_err(|_| ConnError::IdleTimeout(idle))?
                 .map_err(ConnError::Read)?;
-            if buf.is_empty() {
-                // Readiness can be spurious (a fresh socket is reported readable with
-                // nothing to read): peek one byte first, so that only a connection with
-                // input waiting (or at EOF) gets a buffer. try_io clears the readiness
-                // on WouldBlock, so this cannot spin.
-                let mut probe = [std::mem::MaybeUninit::<u8>::uninit()];
-                let sock = socket2::SockRef::from(&self.stream);
-                match self
-                    .stream
-                    .try_io(tokio::io::Interest::READABLE, || sock.peek(&mut probe))
-                {
-                    Ok(_) => buf.resize(self.settings.options.buffer_size, 0),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(ConnError::Read(e)),
-                }
+            let mut probe = [std::mem::MaybeUninit::<u8>::uninit()];
+            let sock = socket2::SockRef::from(stream);
+            match stream.try_io(tokio::io::Interest::READABLE, || sock.peek(&mut probe)) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(ConnError::Read(e)),
             }
         }
     }
@@ -195,23 +324,43 @@ impl Conn {
     async fn write_plain(&mut self, mut data: &[u8]) -> Result<(), ConnError> {
         let limit = self.settings.options.write_timeout;
         while !data.is_empty() {
-            match self.stream.try_write(data) {
+            let written = match &mut self.socket {
+                Socket::Ready(stream) => match stream.try_write(data) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        timeout(limit, stream.writable())
+                            .await
+                            .map_err(|_| ConnError::WriteTimeout(limit))?
+                            .map_err(ConnError::Write)?;
+                        continue;
+                    }
+                    written => written,
+                },
+                // Blocks for at most SO_SNDTIMEO without progress.
+                Socket::Blocking(stream) => match io::Write::write(stream, data) {
+                    Err(e) if is_timeout(&e) => return Err(ConnError::WriteTimeout(limit)),
+                    written => written,
+                },
+            };
+            match written {
                 Ok(0) => return Err(ConnError::Write(io::ErrorKind::WriteZero.into())),
                 Ok(n) => {
                     self.sent += n as u64;
                     self.settings.meter.sent(n);
                     data = &data[n..];
-                    continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(ConnError::Write(e)),
             }
-            timeout(limit, self.stream.writable())
-                .await
-                .map_err(|_| ConnError::WriteTimeout(limit))?
-                .map_err(ConnError::Write)?;
         }
         Ok(())
+    }
+
+    /// Half-closes: the client reads end of stream after what was sent.
+    async fn shutdown_write(&mut self) -> io::Result<()> {
+        match &mut self.socket {
+            Socket::Ready(stream) => stream.shutdown().await,
+            Socket::Blocking(stream) => stream.shutdown(std::net::Shutdown::Write),
+        }
     }
 
     /// [`Conn::write_all`] through the fault hooks, which decide what is written; this
@@ -225,14 +374,14 @@ impl Conn {
             AfterWrite::Open => Ok(()),
             AfterWrite::Reset => {
                 // SO_LINGER 0: closing sends a reset, which is what the client must see.
-                let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+                let _ = self.socket.sock().set_linger(Some(Duration::ZERO));
                 Err(ConnError::FaultReset)
             }
             AfterWrite::Cut => {
                 // The client sees the short reply end in a FIN; what it sends after is
                 // read and dropped, so it gets no reset either.
                 self.truncated = true;
-                let _ = self.stream.shutdown().await;
+                let _ = self.shutdown_write().await;
                 Ok(())
             }
         }
@@ -247,14 +396,14 @@ impl Conn {
         if self.settings.faults.any() || self.reset_after.is_some() {
             match self.settings.faults.tcp_close(self.reset_after, self.sent) {
                 Close::Reset => {
-                    let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+                    let _ = self.socket.sock().set_linger(Some(Duration::ZERO));
                     return Err(ConnError::FaultReset);
                 }
                 Close::After(wait) => tokio::time::sleep(wait).await,
             }
         }
         if !self.truncated {
-            self.stream.shutdown().await.map_err(ConnError::Write)?;
+            self.shutdown_write().await.map_err(ConnError::Write)?;
         }
         let mut deadline = Instant::now() + self.settings.options.close_linger;
         if let Some(end) = self.settings.shutdown.linger_end() {
@@ -262,11 +411,25 @@ impl Conn {
         }
         let mut sink = [0u8; 1024];
         loop {
-            match timeout_at(deadline, self.stream.read(&mut sink)).await {
-                Ok(Ok(0)) | Err(_) => return Ok(()),
-                Ok(Ok(n)) => self.count_received(n),
-                // The client reset after our FIN: it has what it wanted, nothing to report.
-                Ok(Err(_)) => return Ok(()),
+            let read = match &mut self.socket {
+                Socket::Ready(stream) => match timeout_at(deadline, stream.read(&mut sink)).await {
+                    Ok(read) => read,
+                    Err(_) => return Ok(()),
+                },
+                Socket::Blocking(stream) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+                        return Ok(());
+                    }
+                    io::Read::read(stream, &mut sink)
+                }
+            };
+            match read {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.count_received(n),
+                // The client reset after our FIN (it has what it wanted, nothing to
+                // report), or the linger ran out.
+                Err(_) => return Ok(()),
             }
         }
     }
@@ -284,6 +447,14 @@ impl Conn {
         self.received += n as u64;
         self.settings.meter.received(n);
     }
+}
+
+/// Whether a blocking socket's error is its timeout running out (`EAGAIN`).
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 impl ReplyStream for Conn {

@@ -6,10 +6,15 @@
 //! ([`UdpConcurrency`], matched in the UDP loop, which needs its buffers for it).
 //! docs/architecture.md, "Server designs".
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
 
 use tokio_util::task::TaskTracker;
+
+use crate::shutdown::Shutdown;
 
 /// How TCP connections are served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,8 +113,8 @@ pub(crate) async fn schedule(
         TcpConcurrency::Concurrent | TcpConcurrency::SingleThread => {
             tracker.spawn(connection);
         }
-        // Book ch. 12: an OS thread per connection, blocking on its work; its I/O
-        // and timers are still driven by the runtime.
+        // Book ch. 12: an OS thread per connection, blocking in the kernel on its socket
+        // (`Socket::Blocking`); the runtime only drives a fault's sleeps.
         TcpConcurrency::Threaded => {
             let runtime = tokio::runtime::Handle::current();
             let token = tracker.token();
@@ -123,6 +128,68 @@ pub(crate) async fn schedule(
         }
     }
     Ok(())
+}
+
+/// The sockets of the threaded design's sessions, so that the request to finish reaches
+/// a thread blocked in a read, which no runtime can wake: at the request, their read
+/// sides are shut, the blocked read returns end of stream, and each session finishes as
+/// it would at the client's close (everything read has been answered).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BlockedSessions {
+    inner: Arc<Mutex<Sessions>>,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    next: u64,
+    /// A duplicate of each session's socket.
+    open: HashMap<u64, TcpStream>,
+    /// Set at the request: sessions registered later are shut at once.
+    finishing: bool,
+}
+
+/// A session's place in [`BlockedSessions`], left when dropped.
+pub(crate) struct Registration {
+    sessions: BlockedSessions,
+    id: u64,
+}
+
+impl BlockedSessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a session's socket (a duplicate of it).
+    pub(crate) fn register(&self, socket: &TcpStream) -> std::io::Result<Registration> {
+        let duplicate = socket.try_clone()?;
+        let mut sessions = self.lock();
+        if sessions.finishing {
+            let _ = duplicate.shutdown(std::net::Shutdown::Read);
+        }
+        let id = sessions.next;
+        sessions.next += 1;
+        sessions.open.insert(id, duplicate);
+        Ok(Registration {
+            sessions: self.clone(),
+            id,
+        })
+    }
+
+    /// Waits for the request to finish, then shuts the read side of every session.
+    pub(crate) async fn finish_on(self, shutdown: Shutdown) {
+        shutdown.requested().await;
+        let mut sessions = self.lock();
+        sessions.finishing = true;
+        for socket in sessions.open.values() {
+            let _ = socket.shutdown(std::net::Shutdown::Read);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.sessions.lock().open.remove(&self.id);
+    }
 }
 
 #[cfg(test)]
@@ -141,5 +208,31 @@ mod tests {
             .unwrap_err()
             .contains("threaded"));
         assert!(UdpConcurrency::parse("threaded").is_err());
+    }
+
+    #[tokio::test]
+    async fn the_request_to_finish_ends_a_blocked_read() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut session, _) = listener.accept().unwrap();
+        let sessions = BlockedSessions::default();
+        let registration = sessions.register(&session).unwrap();
+        let shutdown = Shutdown::new();
+        let watcher = tokio::spawn(sessions.clone().finish_on(shutdown.clone()));
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 16];
+            session.read(&mut buf)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !reader.is_finished(),
+            "the read blocks while the client is silent"
+        );
+        shutdown.request(tokio::time::Instant::now() + std::time::Duration::from_secs(1));
+        watcher.await.unwrap();
+        assert_eq!(reader.join().unwrap().unwrap(), 0, "end of stream");
+        drop(registration);
+        assert!(sessions.lock().open.is_empty());
     }
 }

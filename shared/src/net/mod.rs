@@ -151,6 +151,8 @@ impl<S: Service> Datapath<S> {
     /// The accept loop of one TCP listener.
     pub(crate) fn tcp(&self, listener: TcpListener) -> TcpServer<S> {
         TcpServer {
+            port: listener.local_addr().map_or(0, |a| a.port()),
+            blocked: Default::default(),
             listener,
             service: Arc::clone(&self.service),
             conn: self.conn.clone(),
@@ -177,9 +179,18 @@ impl<S: Service> Datapath<S> {
             in_flight: Arc::clone(&self.controls.in_flight),
             faults: self.faults.clone(),
             max_datagram: self.max_datagram,
+            exporting: self.trace_ids,
         }
     }
 }
+/// Whether a sampled connection or datagram gets a span at all: only when something
+/// reads it, the exporter or a debug log line inside it. A span nobody reads still costs
+/// its allocation and fields on every connection (docs/architecture.md, "A connection's path").
+#[inline]
+pub(super) fn span_wanted(exporting: bool) -> bool {
+    exporting || tracing::enabled!(tracing::Level::DEBUG)
+}
+
 /// The sampler for one transport: never with tracing off.
 fn sampler(traces: Option<&TraceConfig>, ratio: fn(&TraceConfig) -> f64) -> Sampler {
     match traces {

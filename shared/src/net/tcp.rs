@@ -17,8 +17,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::backoff::Backoff;
-use super::conn::{Conn, ConnSettings};
-use super::design;
+use super::conn::{Conn, ConnSettings, Socket};
+use super::design::{self, BlockedSessions, TcpConcurrency};
 use super::live::{Cached, Tunables};
 use crate::limits::{RejectReason, SourceCounter};
 use crate::metrics::{ErrorKind, Meter};
@@ -78,12 +78,20 @@ pub(crate) struct TcpServer<S> {
     pub(super) trace_ids: bool,
     /// The `service` name for spans.
     pub(super) name: &'static str,
+    /// The listener's port, for spans (read once, not per connection).
+    pub(super) port: u16,
+    /// The threaded design's sessions, for the request to finish.
+    pub(super) blocked: BlockedSessions,
 }
 
 impl<S: Service> TcpServer<S> {
     /// Accepts until `stop` is cancelled; connection tasks go into `tracker` so that
     /// shutdown can wait for them.
     pub(crate) async fn run(mut self, stop: CancellationToken, tracker: TaskTracker) {
+        if self.conn.options.concurrency == TcpConcurrency::Threaded {
+            // Not tracked: the drain must not wait for it when every session has ended.
+            tokio::spawn(self.blocked.clone().finish_on(self.conn.shutdown.clone()));
+        }
         let mut backoff = Backoff::new();
         loop {
             let accepted = tokio::select! {
@@ -175,12 +183,31 @@ impl<S: Service> TcpServer<S> {
         let service = Arc::clone(&self.service);
         let tunables = self.tunables.get();
         let (options, spans) = (tunables.tcp, tunables.tcp_spans);
+        let socket = match Socket::for_design(stream, options.concurrency, &options) {
+            Ok(socket) => socket,
+            Err(error) => {
+                meter.error(ErrorKind::Accept);
+                tracing::warn!(%error, "cannot make a blocking socket; connection closed");
+                return None;
+            }
+        };
+        let registration = match &socket {
+            Socket::Blocking(stream) => match self.blocked.register(stream) {
+                Ok(registration) => Some(registration),
+                Err(error) => {
+                    meter.error(ErrorKind::Accept);
+                    tracing::warn!(%error, "cannot register a session; connection closed");
+                    return None;
+                }
+            },
+            Socket::Ready(_) => None,
+        };
         let mut settings = self.conn.clone();
         settings.options = options;
         let max_time = settings.options.max_connection_time;
         let shutdown = settings.shutdown.clone();
-        let span = if spans.sample() {
-            connection_span(self.name, &stream, peer, self.trace_ids)
+        let span = if spans.sample() && super::span_wanted(self.trace_ids) {
+            connection_span(self.name, self.port, peer, self.trace_ids)
         } else {
             tracing::Span::none()
         };
@@ -189,11 +216,11 @@ impl<S: Service> TcpServer<S> {
         let started = Instant::now();
         Some(
             async move {
-                let _held = (permit, slot);
+                let _held = (permit, slot, registration);
                 let meter = settings.meter.clone();
                 meter.request();
                 meter.connection_opened();
-                let conn = Conn::new(stream, peer, settings, started.into());
+                let conn = Conn::new(socket, peer, settings, started.into());
                 let served = service.serve_tcp(conn, shutdown);
                 let outcome = match tokio::time::timeout(max_time, served).await {
                     Ok(Ok(())) => "ok",
@@ -223,11 +250,10 @@ impl<S: Service> TcpServer<S> {
 /// log lines inside the connection carry them.
 fn connection_span(
     service: &'static str,
-    stream: &TcpStream,
+    server_port: u16,
     peer: SocketAddr,
     trace_ids: bool,
 ) -> tracing::Span {
-    let server_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
     let span = tracing::info_span!(
         "connection",
         otel.kind = "server",

@@ -44,6 +44,8 @@ pub(crate) struct UdpServer<S> {
     pub(super) faults: Faults,
     /// The largest datagram the service takes ([`crate::ServiceSpec::max_datagram`]).
     pub(super) max_datagram: usize,
+    /// Whether spans are exported.
+    pub(super) exporting: bool,
 }
 
 impl<S: Service> UdpServer<S> {
@@ -56,6 +58,19 @@ impl<S: Service> UdpServer<S> {
         let mut request = vec![0u8; self.max_datagram + 1];
         let mut reply = Vec::with_capacity(self.max_datagram);
         let mut backoff = Backoff::new();
+        // Made once: a datagram costs no reference-count traffic for what every answer
+        // shares; only its arrival time changes.
+        let mut answerer = Answerer {
+            service: Arc::clone(&self.service),
+            out: Out {
+                socket: Arc::clone(&self.socket),
+                meter: self.meter.clone(),
+                received_at: std::time::Instant::now(),
+            },
+            faults: self.faults.clone(),
+        };
+        // The limiter's table size as last published, so the gauge is set when it moves.
+        let mut sources = 0;
         loop {
             let received = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -85,17 +100,23 @@ impl<S: Service> UdpServer<S> {
                     continue;
                 }
             }
-            let verdict = {
-                // A panic while holding the lock cannot corrupt the buckets (each update is
-                // a few float stores), so a poisoned lock is still usable.
+            // With both rates 0 (a benchmark, or limits left to a firewall) the limiter
+            // is not consulted at all.
+            if tunables.udp.rate_per_source > 0 || tunables.udp.rate_global > 0 {
+                // A panic while holding the lock cannot corrupt the buckets (each update
+                // is a few float stores), so a poisoned lock is still usable.
                 let mut limiter = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
                 let verdict = limiter.check(source.ip().to_canonical(), received_at);
-                self.meter.limiter_sources(limiter.tracked());
-                verdict
-            };
-            if let Err(reason) = verdict {
-                self.meter.dropped(reason);
-                continue;
+                let tracked = limiter.tracked();
+                drop(limiter);
+                if tracked != sources {
+                    sources = tracked;
+                    self.meter.limiter_sources(tracked);
+                }
+                if let Err(reason) = verdict {
+                    self.meter.dropped(reason);
+                    continue;
+                }
             }
             if self.faults.udp_drop() {
                 self.meter.dropped(DropReason::Fault);
@@ -104,15 +125,7 @@ impl<S: Service> UdpServer<S> {
             self.meter.request();
             let span = self.datagram_span(spans, source, len);
             let now = self.clock.now();
-            let answerer = Answerer {
-                service: Arc::clone(&self.service),
-                out: Out {
-                    socket: Arc::clone(&self.socket),
-                    meter: self.meter.clone(),
-                    received_at,
-                },
-                faults: self.faults.clone(),
-            };
+            answerer.out.received_at = received_at;
             match self.concurrency {
                 // Book ch. 9: answer this datagram before reading the next; one reply
                 // buffer, reused.
@@ -129,6 +142,7 @@ impl<S: Service> UdpServer<S> {
                         break;
                     };
                     let request = request[..len].to_vec();
+                    let answerer = answerer.clone();
                     tracker.spawn(async move {
                         let _permit = permit;
                         let mut reply = Vec::new();
@@ -143,7 +157,7 @@ impl<S: Service> UdpServer<S> {
 
     /// The span of one datagram, if sampled.
     fn datagram_span(&self, spans: Sampler, source: SocketAddr, len: usize) -> tracing::Span {
-        if !spans.sample() {
+        if !(spans.sample() && super::span_wanted(self.exporting)) {
             return tracing::Span::none();
         }
         tracing::info_span!(
@@ -160,11 +174,22 @@ impl<S: Service> UdpServer<S> {
     }
 }
 
-/// What answering one datagram needs, cheap to clone into a datagram task.
+/// What answering one datagram needs, cloned into a datagram task in the concurrent
+/// design.
 struct Answerer<S> {
     service: Arc<S>,
     out: Out,
     faults: Faults,
+}
+
+impl<S> Clone for Answerer<S> {
+    fn clone(&self) -> Self {
+        Answerer {
+            service: Arc::clone(&self.service),
+            out: self.out.clone(),
+            faults: self.faults.clone(),
+        }
+    }
 }
 
 impl<S: Service> Answerer<S> {
