@@ -24,7 +24,7 @@ pub const RUNTIME_KEYS: &[Key] = &[
     Key::new("idle_timeout", "60s", "Close a TCP connection after this long without receiving anything").live(),
     Key::new("write_timeout", "10s", "Close a TCP connection when a write makes no progress for this long").live(),
     Key::new("max_connection_time", "1h", "Close a TCP connection after this long, however busy").live(),
-    Key::new("close_linger", "2s", "After the answer, half-close and discard input for at most this long before closing, so the client gets the answer and not a reset").live(),
+    Key::new("close_linger", "2s", "After the answer, half-close and discard input for at most this long before closing, so the client gets the answer and not a reset; 0s closes at once after dropping input already queued").live(),
     Key::new("buffer_size", "16384", "Bytes of TCP read buffer per busy connection (idle connections hold none)").live(),
     Key::new("udp_loop_guard", "true", "Drop datagrams from source ports below 1024, 2049 and this service's own ports, and from non-unicast sources (CERT CA-1996-01)").live(),
     Key::new("udp_loop_guard_ports", "7007,7013,7019,7037", "More source ports the loop guard drops, besides those below 1024, 2049 and this service's own: the service set's high ports (compose, Kubernetes), so that its services cannot be played against each other; `off` for none").live(),

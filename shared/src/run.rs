@@ -20,7 +20,7 @@ use crate::net::{self, bind_tcp, bind_udp, Datapath, Instruments};
 use crate::options::{self, RuntimeConfig};
 use crate::reload::{self, Reloader};
 use crate::service::{Service, ServiceSpec};
-use crate::shutdown::{self, Phase, Readiness, Shutdown};
+use crate::shutdown::{self, Phase, Readiness, Shutdown, Trigger};
 use crate::telemetry::{self, TraceConfig};
 
 /// The version every binary reports: the workspace version.
@@ -318,7 +318,7 @@ async fn serve_until_signal<S: Service>(
         },
         finishing.clone(),
     );
-    let stop_accepting = CancellationToken::new();
+    let stop_accepting = Trigger::new();
     let stop_admin = CancellationToken::new();
     let connections = TaskTracker::new();
 
@@ -432,12 +432,12 @@ async fn serve_until_signal<S: Service>(
 /// still open shortly before it are asked to finish; what is left at it is cut.
 async fn drain(
     timeout: Duration,
-    stop_accepting: &CancellationToken,
+    stop_accepting: &Trigger,
     connections: &TaskTracker,
     loops: Vec<tokio::task::JoinHandle<()>>,
     finishing: &Shutdown,
 ) {
-    stop_accepting.cancel();
+    stop_accepting.fire();
     connections.close();
     tracing::info!(
         in_flight = connections.len(),

@@ -110,73 +110,63 @@ impl Signals {
     }
 }
 
-/// The request to finish, handed to every TCP session: a service whose sessions last
-/// (ECHO) waits on [`Shutdown::requested`] beside its reads and closes gracefully when it
-/// fires. Sessions that answer at once (DAYTIME, TIME) may ignore it.
+/// A one-way signal the hot paths wait on beside every accept, datagram or read: firing
+/// it is rare, waiting on it constant. [`Trigger::fired`] is pinned once per loop and is
+/// an atomic load per poll after its first; a cancellation token would take its lock
+/// (shared by every waiter) on every poll, and again to register and deregister each
+/// time a loop re-creates its future (docs/architecture.md, "A connection's path").
+/// A clone is one atomic increment.
 #[derive(Debug, Clone, Default)]
-pub struct Shutdown {
-    /// Wakes the sessions waiting on [`Shutdown::requested`].
+pub(crate) struct Trigger(Arc<TriggerState>);
+
+#[derive(Debug, Default)]
+struct TriggerState {
+    /// Wakes the waiters.
     token: CancellationToken,
-    /// Set before `token` is cancelled: what the hot path reads, one atomic load, where the
-    /// token itself would take its lock (shared by every session) on each poll.
-    flag: Arc<AtomicBool>,
-    /// When the runtime cuts what is still open; set when finishing is requested.
-    deadline: Arc<OnceLock<Instant>>,
+    /// Set before `token` is cancelled: what the waiters read.
+    flag: AtomicBool,
 }
 
-impl Shutdown {
-    /// A signal not yet fired.
-    pub fn new() -> Self {
-        Shutdown::default()
+impl Trigger {
+    /// A trigger not yet fired.
+    pub(crate) fn new() -> Self {
+        Trigger::default()
     }
 
-    /// Completes once the session is asked to finish. Made to be pinned once per session
-    /// and polled beside every read: only its first poll (and one from another task)
-    /// registers with the signal; later polls are one atomic load, so a session's
-    /// messages share no lock with every other session's (docs/architecture.md,
-    /// "A connection's path").
-    pub fn requested(&self) -> Requested {
-        Requested {
-            flag: Arc::clone(&self.flag),
-            wait: Box::pin(self.token.clone().cancelled_owned()),
+    /// Fires: every waiter completes.
+    pub(crate) fn fire(&self) {
+        self.0.flag.store(true, Ordering::Release);
+        self.0.token.cancel();
+    }
+
+    /// Whether it has fired.
+    pub(crate) fn is_fired(&self) -> bool {
+        self.0.flag.load(Ordering::Acquire)
+    }
+
+    /// Completes once fired; made to be pinned once and polled again and again.
+    pub(crate) fn fired(&self) -> Fired {
+        Fired {
+            trigger: self.clone(),
+            wait: Box::pin(self.0.token.clone().cancelled_owned()),
             registered: None,
         }
     }
-
-    /// Whether the session has been asked to finish.
-    pub fn is_requested(&self) -> bool {
-        self.flag.load(Ordering::Acquire)
-    }
-
-    /// Asks every session to finish; the runtime cuts them at `deadline`.
-    pub(crate) fn request(&self, deadline: Instant) {
-        let _ = self.deadline.set(deadline);
-        self.flag.store(true, Ordering::Release);
-        self.token.cancel();
-    }
-
-    /// When a graceful close must have stopped lingering, if finishing was requested:
-    /// halfway from now to the deadline, so that the close is done before the cut.
-    pub(crate) fn linger_end(&self) -> Option<Instant> {
-        let deadline = *self.deadline.get()?;
-        let now = Instant::now();
-        Some(now + deadline.saturating_duration_since(now) / 2)
-    }
 }
 
-/// The future of [`Shutdown::requested`].
-pub struct Requested {
-    flag: Arc<AtomicBool>,
+/// The future of [`Trigger::fired`] (and [`Shutdown::requested`]).
+pub struct Fired {
+    trigger: Trigger,
     wait: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// The waker the signal holds, once registered.
+    /// The waker the token holds, once registered.
     registered: Option<Waker>,
 }
 
-impl Future for Requested {
+impl Future for Fired {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.flag.load(Ordering::Acquire) {
+        if self.trigger.is_fired() {
             return Poll::Ready(());
         }
         // The flag is set before the token is cancelled, and the token wakes the waker it
@@ -193,6 +183,49 @@ impl Future for Requested {
                 Poll::Pending
             }
         }
+    }
+}
+
+/// The request to finish, handed to every TCP session: a service whose sessions last
+/// (ECHO) waits on [`Shutdown::requested`] beside its reads and closes gracefully when it
+/// fires. Sessions that answer at once (DAYTIME, TIME) may ignore it.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    trigger: Trigger,
+    /// When the runtime cuts what is still open; set when finishing is requested.
+    deadline: Arc<OnceLock<Instant>>,
+}
+
+impl Shutdown {
+    /// A signal not yet fired.
+    pub fn new() -> Self {
+        Shutdown::default()
+    }
+
+    /// Completes once the session is asked to finish. Made to be pinned once per session
+    /// and polled beside every read: after its first poll it is one atomic load
+    /// ([`Trigger`]).
+    pub fn requested(&self) -> Fired {
+        self.trigger.fired()
+    }
+
+    /// Whether the session has been asked to finish.
+    pub fn is_requested(&self) -> bool {
+        self.trigger.is_fired()
+    }
+
+    /// Asks every session to finish; the runtime cuts them at `deadline`.
+    pub(crate) fn request(&self, deadline: Instant) {
+        let _ = self.deadline.set(deadline);
+        self.trigger.fire();
+    }
+
+    /// When a graceful close must have stopped lingering, if finishing was requested:
+    /// halfway from now to the deadline, so that the close is done before the cut.
+    pub(crate) fn linger_end(&self) -> Option<Instant> {
+        let deadline = *self.deadline.get()?;
+        let now = Instant::now();
+        Some(now + deadline.saturating_duration_since(now) / 2)
     }
 }
 

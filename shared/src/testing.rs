@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::net::SocketAddr;
 
-use tokio_util::sync::CancellationToken;
+use crate::shutdown::Trigger;
 use tokio_util::task::TaskTracker;
 
 pub use crate::config::parse_addresses;
@@ -57,7 +57,7 @@ pub fn check_config(
 pub struct TcpLoop {
     address: SocketAddr,
     metrics: Metrics,
-    stop: CancellationToken,
+    stop: Trigger,
 }
 
 impl TcpLoop {
@@ -91,7 +91,7 @@ impl TcpLoop {
             .block_on(async { bind_tcp("tcp_listen", config.tcp_listen[0]) })
             .expect("bind a loopback port");
         let address = listener.local_addr().expect("bound address");
-        let stop = CancellationToken::new();
+        let stop = Trigger::new();
         let server = datapath.tcp(listener);
         runtime.spawn(server.run(stop.clone(), TaskTracker::new()));
         TcpLoop {
@@ -114,7 +114,7 @@ impl TcpLoop {
 
 impl Drop for TcpLoop {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.stop.fire();
     }
 }
 

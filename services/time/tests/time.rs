@@ -121,3 +121,29 @@ fn time_metrics_pass_promtool() {
     promtool_check_metrics(&body).unwrap();
     assert!(body.contains("inetsvc_bytes_sent_total{service=\"time\",transport=\"tcp\"} 4"));
 }
+
+/// `close_linger` as the close it says: by default the connection lingers after the
+/// answer (half-closed, reading what the client still sends) until the client closes; at
+/// `0s` it closes at once, dropping only input already queued, so it is gone while the
+/// client still holds its end. Either way the client reads the whole answer, then EOF.
+#[test]
+fn close_linger_zero_closes_at_once_and_the_default_waits_for_the_client() {
+    const ACTIVE: &str = "inetsvc_connections_active{service=\"time\",transport=\"tcp\"}";
+    for (linger, held_open) in [("2s", true), ("0s", false)] {
+        let server = Server::start(TIMED, &["--close-linger", linger]);
+        let mut client = TcpStream::connect(server.tcp()).unwrap();
+        client.write_all(b"hello\r\n").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut answer = Vec::new();
+        std::io::Read::read_to_end(&mut client, &mut answer).unwrap();
+        assert_eq!(answer.len(), 4, "linger {linger}: the answer, then EOF");
+        // The client still holds its end open.
+        std::thread::sleep(Duration::from_millis(300));
+        let active = server.metric(ACTIVE);
+        assert_eq!(active, f64::from(u8::from(held_open)), "linger {linger}");
+        drop(client);
+        server.wait_metric(ACTIVE, 0.0, Duration::from_secs(5));
+    }
+}

@@ -64,6 +64,10 @@ fn bind_socket(address: SocketAddr, kind: Kind) -> io::Result<Socket> {
     if matches!(kind, Kind::Tcp) {
         // Restart at once even while old connections sit in TIME_WAIT.
         socket.set_reuse_address(true)?;
+        // Every reply is written whole: Nagle would only hold an ECHO answer back for the
+        // client's delayed ACK. Accepted sockets inherit this from the listener (Linux),
+        // which saves a setsockopt per connection.
+        socket.set_tcp_nodelay(true)?;
     }
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
@@ -91,6 +95,14 @@ fn bind_error(key: &str, address: SocketAddr, error: &io::Error) -> ConfigError 
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn accepted_connections_inherit_nodelay_from_the_listener() {
+        let listener = super::bind_tcp("tcp_listen", "127.0.0.1:0".parse().unwrap()).unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (accepted, _) = tokio::join!(listener.accept(), client);
+        assert!(accepted.unwrap().0.nodelay().unwrap());
+    }
+
     use super::*;
     use tokio::net::TcpStream;
 

@@ -5,14 +5,14 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{timeout, timeout_at, Instant, Sleep};
+use tokio::time::{timeout, timeout_at, Instant};
 
+use super::alarm::Alarm;
 use crate::clock::Clock;
 use crate::fault::hooks::{AfterWrite, Close, ReplyStream};
 use crate::fault::Faults;
@@ -155,7 +155,7 @@ pub struct Conn {
     last_input: Instant,
     /// The idle timer, made at the first read that waits and moved only when it fires
     /// before the idle timeout has really passed (readiness-driven socket).
-    idle: Option<Pin<Box<Sleep>>>,
+    idle: Option<Alarm>,
     /// The receive timeout set on a blocking socket.
     read_timeout: Duration,
 }
@@ -230,17 +230,17 @@ impl Conn {
         };
         let timer = self
             .idle
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(self.last_input + idle)));
+            .get_or_insert_with(|| Alarm::at(self.last_input + idle));
         loop {
             tokio::select! {
                 biased;
                 read = stream.read(buf) => return read.map_err(ConnError::Read),
-                () = timer.as_mut() => {
+                () = &mut *timer => {
                     let due = self.last_input + idle;
                     if Instant::now() >= due {
                         return Err(ConnError::IdleTimeout(idle));
                     }
-                    timer.as_mut().reset(due);
+                    timer.reset(due);
                 }
             }
         }
@@ -316,7 +316,9 @@ impl Conn {
     /// when the write would block.
     pub async fn write_all(&mut self, data: &[u8]) -> Result<(), ConnError> {
         if self.settings.faults.any() || self.reset_after.is_some() {
-            return self.write_with_faults(data).await;
+            // Boxed: the fault hooks' state would otherwise sit in every session's
+            // future, copied on every spawn, faults or not.
+            return Box::pin(self.write_with_faults(data)).await;
         }
         self.write_plain(data).await
     }
@@ -353,6 +355,23 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Reads and counts, without waiting, whatever input is queued.
+    fn drain_queued(&mut self, sink: &mut [u8]) {
+        loop {
+            let read = match &mut self.socket {
+                Socket::Ready(stream) => stream.try_read(sink),
+                Socket::Blocking(stream) => match stream.set_nonblocking(true) {
+                    Ok(()) => io::Read::read(stream, sink),
+                    Err(e) => Err(e),
+                },
+            };
+            match read {
+                Ok(n) if n > 0 => self.count_received(n),
+                _ => return,
+            }
+        }
     }
 
     /// Half-closes: the client reads end of stream after what was sent.
@@ -393,6 +412,13 @@ impl Conn {
     /// docs/architecture.md, "A connection's path"). During shutdown the linger also ends
     /// before the shutdown deadline, so a finished session is never counted as cut.
     pub async fn finish(mut self) -> Result<(), ConnError> {
+        self.close().await
+    }
+
+    /// [`Conn::finish`] by reference, so that the callers that own the connection hold
+    /// one copy of it, not one per layer of `async fn` (every connection's future is
+    /// allocated and moved whole).
+    async fn close(&mut self) -> Result<(), ConnError> {
         if self.settings.faults.any() || self.reset_after.is_some() {
             match self.settings.faults.tcp_close(self.reset_after, self.sent) {
                 Close::Reset => {
@@ -405,11 +431,18 @@ impl Conn {
         if !self.truncated {
             self.shutdown_write().await.map_err(ConnError::Write)?;
         }
+        // What a client sends after the answer is only counted and dropped.
+        let mut sink = [0u8; 256];
+        if self.settings.options.close_linger.is_zero() {
+            // No linger: drop what has already arrived (closing with unread input would
+            // send a reset) and close at once, without waiting for the client's FIN.
+            self.drain_queued(&mut sink);
+            return Ok(());
+        }
         let mut deadline = Instant::now() + self.settings.options.close_linger;
         if let Some(end) = self.settings.shutdown.linger_end() {
             deadline = deadline.min(end);
         }
-        let mut sink = [0u8; 1024];
         loop {
             let read = match &mut self.socket {
                 Socket::Ready(stream) => match timeout_at(deadline, stream.read(&mut sink)).await {
@@ -440,7 +473,7 @@ impl Conn {
     pub async fn answer_and_close(mut self, answer: &[u8]) -> Result<(), ConnError> {
         self.write_all(answer).await?;
         self.settings.meter.answered(self.accepted.elapsed());
-        self.finish().await
+        self.close().await
     }
 
     fn count_received(&mut self, n: usize) {

@@ -7,11 +7,13 @@
 //! - `conn`: [`Conn`], the connection with its timeouts, counters and graceful close;
 //! - `udp`: the receive loop, loop guard and rate limits;
 //! - `design`: the one place that decides the server design;
-//! - `backoff`: pauses after a failing accept or receive.
+//! - `backoff`: pauses after a failing accept or receive;
+//! - `alarm`: timers that the hot path polls without touching the timer wheel.
 //!
 //! [`Datapath`] is built once from the configuration and hands every listener what it
 //! needs, so that a new setting is read in one place and no caller fills a struct by hand.
 
+mod alarm;
 mod backoff;
 mod bind;
 mod conn;

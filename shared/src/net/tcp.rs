@@ -12,10 +12,10 @@ use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::alarm::within;
 use super::backoff::Backoff;
 use super::conn::{Conn, ConnSettings, Socket};
 use super::design::{self, BlockedSessions, TcpConcurrency};
@@ -23,6 +23,7 @@ use super::live::{Cached, Tunables};
 use crate::limits::{RejectReason, SourceCounter};
 use crate::metrics::{ErrorKind, Meter};
 use crate::service::Service;
+use crate::shutdown::Trigger;
 
 /// Accept errors that concern one connection only, not the listener.
 fn is_connection_error(error: &io::Error) -> bool {
@@ -87,15 +88,18 @@ pub(crate) struct TcpServer<S> {
 impl<S: Service> TcpServer<S> {
     /// Accepts until `stop` is cancelled; connection tasks go into `tracker` so that
     /// shutdown can wait for them.
-    pub(crate) async fn run(mut self, stop: CancellationToken, tracker: TaskTracker) {
+    pub(crate) async fn run(mut self, stop: Trigger, tracker: TaskTracker) {
         if self.conn.options.concurrency == TcpConcurrency::Threaded {
             // Not tracked: the drain must not wait for it when every session has ended.
             tokio::spawn(self.blocked.clone().finish_on(self.conn.shutdown.clone()));
         }
         let mut backoff = Backoff::new();
+        let stopped = stop.fired();
+        tokio::pin!(stopped);
         loop {
             let accepted = tokio::select! {
-                _ = stop.cancelled() => {
+                biased;
+                () = &mut stopped => {
                     self.accept_backlog(&tracker).await;
                     break;
                 }
@@ -115,7 +119,7 @@ impl<S: Service> TcpServer<S> {
                     // One line per pause, so a long EMFILE spell logs at most once a second.
                     tracing::warn!(%error, pause_ms = pause.as_millis() as u64, "accept failed; backing off");
                     tokio::select! {
-                        _ = stop.cancelled() => break,
+                        () = &mut stopped => break,
                         _ = tokio::time::sleep(pause) => {}
                     }
                 }
@@ -179,7 +183,6 @@ impl<S: Service> TcpServer<S> {
             refuse(stream, meter, RejectReason::PerSourceCap);
             return None;
         };
-        let _ = stream.set_nodelay(true);
         let service = Arc::clone(&self.service);
         let tunables = self.tunables.get();
         let (options, spans) = (tunables.tcp, tunables.tcp_spans);
@@ -214,33 +217,35 @@ impl<S: Service> TcpServer<S> {
         // At accept, not when the task first runs: the answer latency includes any wait
         // for the scheduler.
         let started = Instant::now();
-        Some(
-            async move {
-                let _held = (permit, slot, registration);
-                let meter = settings.meter.clone();
-                meter.request();
-                meter.connection_opened();
-                let conn = Conn::new(socket, peer, settings, started.into());
-                let served = service.serve_tcp(conn, shutdown);
-                let outcome = match tokio::time::timeout(max_time, served).await {
-                    Ok(Ok(())) => "ok",
-                    Ok(Err(error)) => {
-                        meter.error(error.kind());
-                        tracing::debug!(%peer, %error, "connection ended early");
-                        error.kind().label()
-                    }
-                    Err(_) => {
-                        meter.error(ErrorKind::MaxDuration);
-                        tracing::debug!(%peer, "connection reached max_connection_time");
-                        ErrorKind::MaxDuration.label()
-                    }
-                };
-                tracing::Span::current().record("inetsvc.outcome", outcome);
-                tracing::debug!(outcome, "connection closed");
-                meter.connection_closed(started.elapsed());
-            }
-            .instrument(span),
-        )
+        // Boxed once, here: the connection's future holds the service's whole session
+        // state machine (kilobytes), which every move into the scheduler and the task
+        // would otherwise copy, per connection.
+        let work = async move {
+            let _held = (permit, slot, registration);
+            let meter = settings.meter.clone();
+            meter.request();
+            meter.connection_opened();
+            let conn = Conn::new(socket, peer, settings, started.into());
+            let served = service.serve_tcp(conn, shutdown);
+            let outcome = match within(started + max_time, served).await {
+                Ok(Ok(())) => "ok",
+                Ok(Err(error)) => {
+                    meter.error(error.kind());
+                    tracing::debug!(%peer, %error, "connection ended early");
+                    error.kind().label()
+                }
+                Err(_) => {
+                    meter.error(ErrorKind::MaxDuration);
+                    tracing::debug!(%peer, "connection reached max_connection_time");
+                    ErrorKind::MaxDuration.label()
+                }
+            };
+            tracing::Span::current().record("inetsvc.outcome", outcome);
+            tracing::debug!(outcome, "connection closed");
+            meter.connection_closed(started.elapsed());
+        }
+        .instrument(span);
+        Some(Box::pin(work))
     }
 }
 

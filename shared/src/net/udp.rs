@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::backoff::Backoff;
@@ -18,6 +17,7 @@ use crate::fault::Faults;
 use crate::limits::{loop_guard, DropReason, RateLimiter};
 use crate::metrics::{ErrorKind, Meter};
 use crate::service::Service;
+use crate::shutdown::Trigger;
 use crate::telemetry::Sampler;
 
 /// One UDP receive loop; built by [`super::Datapath::udp`].
@@ -52,7 +52,7 @@ impl<S: Service> UdpServer<S> {
     /// Answers datagrams until `stop` is cancelled; datagram tasks (concurrent design) go
     /// into `tracker`. Iterative: one buffer for requests and one for replies, reused, no
     /// allocation per datagram.
-    pub(crate) async fn run(mut self, stop: CancellationToken, tracker: TaskTracker) {
+    pub(crate) async fn run(mut self, stop: Trigger, tracker: TaskTracker) {
         // One byte more than the largest datagram, so that nothing is ever cut unseen
         // (inetd cuts at 4096, xinetd at 2048).
         let mut request = vec![0u8; self.max_datagram + 1];
@@ -71,9 +71,12 @@ impl<S: Service> UdpServer<S> {
         };
         // The limiter's table size as last published, so the gauge is set when it moves.
         let mut sources = 0;
+        let stopped = stop.fired();
+        tokio::pin!(stopped);
         loop {
             let received = tokio::select! {
-                _ = stop.cancelled() => break,
+                biased;
+                () = &mut stopped => break,
                 received = self.socket.recv_from(&mut request) => received,
             };
             let (len, source) = match received {
