@@ -14,6 +14,7 @@
 //! - `metrics`, `telemetry`, `logging`: what is counted, traced and logged;
 //! - `limits`: caps, the UDP loop guard and rate limiter, the open-file limit;
 //! - `shutdown`: readiness, signals and the request to finish;
+//! - `wake`: polling what the hot paths wait on without registering again each time;
 //! - `reload`: reading the configuration again on SIGHUP, the API or a file change;
 //! - `run`: a service's life, start to exit.
 //!
@@ -35,6 +36,7 @@ mod service;
 mod shutdown;
 mod telemetry;
 pub mod testing;
+mod wake;
 
 pub use config::{ConfigError, Key, Settings};
 pub use net::{Conn, ConnError};

@@ -11,12 +11,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::wake::Registered;
 
 /// Where the service is in its life; `/readyz` answers 200 only in [`Phase::Serving`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +151,7 @@ impl Trigger {
         Fired {
             trigger: self.clone(),
             wait: Box::pin(self.0.token.clone().cancelled_owned()),
-            registered: None,
+            registered: Registered::default(),
         }
     }
 }
@@ -158,31 +160,24 @@ impl Trigger {
 pub struct Fired {
     trigger: Trigger,
     wait: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// The waker the token holds, once registered.
-    registered: Option<Waker>,
+    registered: Registered,
 }
 
 impl Future for Fired {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.trigger.is_fired() {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Fired {
+            trigger,
+            wait,
+            registered,
+        } = self.get_mut();
+        if trigger.is_fired() {
             return Poll::Ready(());
         }
         // The flag is set before the token is cancelled, and the token wakes the waker it
         // holds: while that is this task's, polling it again would only take its lock.
-        if let Some(waker) = &self.registered {
-            if waker.will_wake(cx.waker()) {
-                return Poll::Pending;
-            }
-        }
-        match self.wait.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(()),
-            Poll::Pending => {
-                self.registered = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
+        registered.poll(wait.as_mut(), cx, false)
     }
 }
 

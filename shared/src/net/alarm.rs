@@ -2,23 +2,23 @@
 //! (docs/architecture.md, "A connection's path").
 //!
 //! A tokio `Sleep` polled beside every read re-registers the task's waker each time
-//! (a waker clone and drop, atomics shared with the timer driver). Between firing and a
-//! new deadline, nothing about the timer changes for a task that keeps the same waker:
-//! [`Alarm`] polls its `Sleep` only on the first poll, after a reset, from a new task, or
+//! (a waker clone and drop, atomics shared with the timer driver). [`Alarm`] polls its
+//! `Sleep` through [`Registered`]: on the first poll, after a reset, from a new task, or
 //! once the driver has fired it, and is a few loads otherwise.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use tokio::time::{Instant, Sleep};
+
+use crate::wake::Registered;
 
 /// A deadline to wait for beside other work.
 #[derive(Debug)]
 pub(crate) struct Alarm {
     sleep: Pin<Box<Sleep>>,
-    /// The waker the timer holds, once registered.
-    registered: Option<Waker>,
+    registered: Registered,
 }
 
 impl Alarm {
@@ -26,33 +26,24 @@ impl Alarm {
     pub(crate) fn at(deadline: Instant) -> Self {
         Alarm {
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
-            registered: None,
+            registered: Registered::default(),
         }
     }
 
     /// Moves the alarm to `deadline`.
     pub(crate) fn reset(&mut self, deadline: Instant) {
         self.sleep.as_mut().reset(deadline);
-        self.registered = None;
+        self.registered.forget();
     }
 }
 
 impl Future for Alarm {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if let Some(waker) = &self.registered {
-            if waker.will_wake(cx.waker()) && !self.sleep.is_elapsed() {
-                return Poll::Pending;
-            }
-        }
-        match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(()),
-            Poll::Pending => {
-                self.registered = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Alarm { sleep, registered } = self.get_mut();
+        let fired = sleep.is_elapsed();
+        registered.poll(sleep.as_mut(), cx, fired)
     }
 }
 
@@ -104,7 +95,7 @@ mod tests {
         let start = Instant::now();
         let mut alarm = Alarm::at(start + 50 * MS);
         // Polled again and again before the deadline (as beside reads): still pending.
-        let mut cx = Context::from_waker(Waker::noop());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         for _ in 0..3 {
             assert!(Pin::new(&mut alarm).poll(&mut cx).is_pending());
         }
