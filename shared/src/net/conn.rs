@@ -411,14 +411,11 @@ impl Conn {
     /// send a reset that can destroy the answer in the client's buffer (book §10.7;
     /// docs/architecture.md, "A connection's path"). During shutdown the linger also ends
     /// before the shutdown deadline, so a finished session is never counted as cut.
-    pub async fn finish(mut self) -> Result<(), ConnError> {
-        self.close().await
-    }
-
-    /// [`Conn::finish`] by reference, so that the callers that own the connection hold
-    /// one copy of it, not one per layer of `async fn` (every connection's future is
-    /// allocated and moved whole).
-    async fn close(&mut self) -> Result<(), ConnError> {
+    ///
+    /// By reference, not by value: a by-value `async fn` would hold a second copy of the
+    /// connection in every session's future (allocated per connection, resident while it
+    /// sits idle). Nothing is to be sent after it.
+    pub async fn finish(&mut self) -> Result<(), ConnError> {
         if self.settings.faults.any() || self.reset_after.is_some() {
             match self.settings.faults.tcp_close(self.reset_after, self.sent) {
                 Close::Reset => {
@@ -473,7 +470,7 @@ impl Conn {
     pub async fn answer_and_close(mut self, answer: &[u8]) -> Result<(), ConnError> {
         self.write_all(answer).await?;
         self.settings.meter.answered(self.accepted.elapsed());
-        self.close().await
+        self.finish().await
     }
 
     fn count_received(&mut self, n: usize) {
