@@ -143,16 +143,8 @@ def start_xinetd(workdir):
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     STARTED.append(proc)
-    deadline = time.monotonic() + 20
     for port in ports.values():
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("xinetd did not start")
-                time.sleep(0.02)
+        wait_tcp(port)
     return {name: (port, proc.pid, None) for name, port in ports.items()}
 
 
@@ -171,6 +163,7 @@ def start_bare():
 
 
 def wait_tcp(port, limit=20.0):
+    """Waits until something accepts TCP connections on 127.0.0.1:`port`."""
     deadline = time.monotonic() + limit
     while True:
         try:
