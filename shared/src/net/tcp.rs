@@ -86,7 +86,7 @@ pub(crate) struct TcpServer<S> {
 }
 
 impl<S: Service> TcpServer<S> {
-    /// Accepts until `stop` is cancelled; connection tasks go into `tracker` so that
+    /// Accepts until `stop` fires; connection tasks go into `tracker` so that
     /// shutdown can wait for them.
     pub(crate) async fn run(mut self, stop: Trigger, tracker: TaskTracker) {
         if self.conn.options.concurrency == TcpConcurrency::Threaded {

@@ -49,7 +49,7 @@ pub(crate) struct UdpServer<S> {
 }
 
 impl<S: Service> UdpServer<S> {
-    /// Answers datagrams until `stop` is cancelled; datagram tasks (concurrent design) go
+    /// Answers datagrams until `stop` fires; datagram tasks (concurrent design) go
     /// into `tracker`. Iterative: one buffer for requests and one for replies, reused, no
     /// allocation per datagram.
     pub(crate) async fn run(mut self, stop: Trigger, tracker: TaskTracker) {
