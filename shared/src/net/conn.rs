@@ -316,8 +316,9 @@ impl Conn {
     /// when the write would block.
     pub async fn write_all(&mut self, data: &[u8]) -> Result<(), ConnError> {
         if self.settings.faults.any() || self.reset_after.is_some() {
-            // Boxed: the fault hooks' state would otherwise sit in every session's
-            // future, copied on every spawn, faults or not.
+            // Boxed: the fault hooks' state (about 210 bytes) would otherwise sit in every
+            // session's future, resident while it idles, faults or not; the allocation
+            // is paid only while a fault is set.
             return Box::pin(self.write_with_faults(data)).await;
         }
         self.write_plain(data).await
