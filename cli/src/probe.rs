@@ -23,8 +23,12 @@ pub enum Failure {
     Refused,
     /// No answer in time, or none within the probe's budget.
     Timeout,
-    /// An answer the protocol forbids: a wrong echo, length or line.
-    WrongAnswer,
+    /// A TIME answer that is not four bytes.
+    WrongLength,
+    /// An ECHO answer that differs from what was sent.
+    Mismatch,
+    /// A DAYTIME answer that is not one ASCII line.
+    NotALine,
     /// A right answer from a clock further off than the tolerance.
     Skew,
     /// Any other socket error (a reset mid-exchange, …).
@@ -34,11 +38,13 @@ pub enum Failure {
 impl Failure {
     /// Every reason, so that each check exports all of them (0 or 1): no series appears
     /// or vanishes with the outcome.
-    pub const ALL: [Failure; 6] = [
+    pub const ALL: [Failure; 8] = [
         Failure::Resolve,
         Failure::Refused,
         Failure::Timeout,
-        Failure::WrongAnswer,
+        Failure::WrongLength,
+        Failure::Mismatch,
+        Failure::NotALine,
         Failure::Skew,
         Failure::Error,
     ];
@@ -49,7 +55,9 @@ impl Failure {
             Failure::Resolve => "resolve",
             Failure::Refused => "refused",
             Failure::Timeout => "timeout",
-            Failure::WrongAnswer => "wrong_answer",
+            Failure::WrongLength => "wrong_length",
+            Failure::Mismatch => "mismatch",
+            Failure::NotALine => "not_a_line",
             Failure::Skew => "skew",
             Failure::Error => "error",
         }
@@ -61,9 +69,9 @@ impl Failure {
             ClientError::Refused(_) => Failure::Refused,
             ClientError::Timeout { .. } => Failure::Timeout,
             ClientError::Io { .. } => Failure::Error,
-            ClientError::WrongLength { .. }
-            | ClientError::EchoMismatch { .. }
-            | ClientError::NotALine { .. } => Failure::WrongAnswer,
+            ClientError::WrongLength { .. } => Failure::WrongLength,
+            ClientError::EchoMismatch { .. } => Failure::Mismatch,
+            ClientError::NotALine { .. } => Failure::NotALine,
         }
     }
 }

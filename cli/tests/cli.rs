@@ -276,7 +276,7 @@ fn probe_passes_in_every_format_and_fails_when_a_service_stops() {
     assert!(text.contains(
         "inetsvc_probe_failure{service=\"echo\",transport=\"tcp\",reason=\"refused\"} 0"
     ));
-    assert_eq!(text.matches("inetsvc_probe_failure{").count(), 6 * 6);
+    assert_eq!(text.matches("inetsvc_probe_failure{").count(), 6 * 8);
 }
 
 /// A TCP listener that never accepts and a UDP socket that never answers, on one port.
@@ -349,35 +349,93 @@ fn probe_checks_run_at_once_within_the_budget_when_every_service_stalls() {
     drop(stalled);
 }
 
-/// A one-connection TIME server over TCP whose clock is `offset` seconds off, and
-/// `inetsvc probe` of it with `more` arguments.
-fn probe_a_skewed_time_server(offset: i64, more: &[&str]) -> Output {
+/// A one-connection TCP server for `service` that reads what the client sends (ECHO's
+/// question), answers `answer(now)` and closes; and `inetsvc probe` of it over TCP with
+/// `more` arguments.
+fn probe_a_tcp_server_answering(
+    service: &'static str,
+    answer: impl FnOnce(std::time::SystemTime) -> Vec<u8> + Send + 'static,
+    more: &[&str],
+) -> Output {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
-        let shift = std::time::Duration::from_secs(offset.unsigned_abs());
-        let now = std::time::SystemTime::now();
-        let clock = if offset >= 0 {
-            now + shift
-        } else {
-            now - shift
-        };
-        conn.write_all(&inetsvc_proto::time::encode(clock)).unwrap();
+        if service == "echo" {
+            let mut question = [0u8; 64];
+            let _ = conn.read(&mut question);
+        }
+        conn.write_all(&answer(std::time::SystemTime::now()))
+            .unwrap();
     });
     let port = port.to_string();
+    let flag = format!("--{service}");
     let args = [
         "probe",
         "--only",
-        "time",
+        service,
         "--transport",
         "tcp",
-        "--time",
+        &flag,
         &port,
     ];
     let out = inetsvc(&[&args[..], more].concat());
     server.join().unwrap();
     out
+}
+
+/// A one-connection TIME server over TCP whose clock is `offset` seconds off, and
+/// `inetsvc probe` of it with `more` arguments.
+fn probe_a_skewed_time_server(offset: i64, more: &[&str]) -> Output {
+    probe_a_tcp_server_answering(
+        "time",
+        move |now| {
+            let shift = std::time::Duration::from_secs(offset.unsigned_abs());
+            let clock = if offset >= 0 {
+                now + shift
+            } else {
+                now - shift
+            };
+            inetsvc_proto::time::encode(clock).to_vec()
+        },
+        more,
+    )
+}
+
+#[test]
+fn the_exporter_text_names_each_wrong_answer_shape() {
+    // What broken servers have sent: an 8-byte TIME (sizeof(long) on 64-bit machines), an
+    // echo of something else, a DAYTIME answer that is binary and has no line end.
+    let cases: [(&'static str, fn(std::time::SystemTime) -> Vec<u8>, &str); 3] = [
+        (
+            "time",
+            |now| {
+                let mut eight = vec![0; 4];
+                eight.extend(inetsvc_proto::time::encode(now));
+                eight
+            },
+            "wrong_length",
+        ),
+        ("echo", |_| b"not what you sent".to_vec(), "mismatch"),
+        ("daytime", |_| vec![0xff, 0x00, 0x07, b'x'], "not_a_line"),
+    ];
+    for (service, answer, reason) in cases {
+        let out = probe_a_tcp_server_answering(service, answer, &["--format", "prometheus"]);
+        assert_eq!(out.status.code(), Some(1), "{service}");
+        let text = stdout(&out);
+        promtool_check_metrics(&text).unwrap();
+        let failed: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("inetsvc_probe_failure{") && line.ends_with(" 1"))
+            .collect();
+        assert_eq!(
+            failed,
+            [format!(
+                "inetsvc_probe_failure{{service=\"{service}\",transport=\"tcp\",reason=\"{reason}\"}} 1"
+            )],
+            "{text}"
+        );
+    }
 }
 
 #[test]
