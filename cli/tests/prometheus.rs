@@ -44,6 +44,7 @@ fn panel_results(prometheus: &Prometheus, dashboard: &Value) -> Vec<(String, Str
                 .unwrap()
                 .replace("$__rate_interval", "30s")
                 .replace("$namespace", ".*")
+                .replace("$job", ".*")
                 .replace("$service", ".*")
                 .replace("$instance", ".*");
             let result = prometheus.query(&expr);
@@ -261,6 +262,7 @@ fn every_dashboard_and_rule_expression_returns_data_from_a_real_prometheus() {
             .unwrap()
             .0
             .replace("$namespace", ".*")
+            .replace("$job", ".*")
             .replace("$service", ".*");
         assert!(
             !prometheus.query(&selector).as_array().unwrap().is_empty(),

@@ -6,7 +6,7 @@ compose stack provisions and deploy/k8s/generate-monitoring copies for Kubernete
 What it shows, per service: RED (request rate, error ratio, answer latency), the latency
 SLO (slow answers, burn rate, budget left), USE for the process (CPU, memory, file
 descriptors, the rate limiter's table), the protections at work, and the outside view
-(the prober). Every query honours the namespace, service and instance variables; none
+(the prober). Every query honours the namespace, job, service and instance variables; none
 returns NaN on an idle stack (ratios have a floor under their denominators, quantiles
 exist only where answers do)."""
 
@@ -17,13 +17,18 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent / "dashboards" / "inetsvc.json"
 RUNBOOKS = "https://github.com/inetsvc/inetsvc/blob/main/docs/runbooks.md"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-# Selectors every query starts from.
-SVC = 'namespace=~"$namespace",service=~"$service",instance=~"$instance"'
+# Selectors every query starts from. Raw series: job and instance matchers, as Grafana's
+# dashboard linter asks (target-job-rule, target-instance-rule). Recording rules keep no
+# job (and the per-service ones no instance), the prober's series carry the prober's own
+# job and instance: deploy/grafana/dashboard-lint.yml names those exclusions and why.
+SVC = 'namespace=~"$namespace",job=~"$job",service=~"$service",instance=~"$instance"'
+RULE_INSTANCE = 'namespace=~"$namespace",service=~"$service",instance=~"$instance"'
+RULE_SERVICE = 'namespace=~"$namespace",service=~"$service"'
 PROBE = 'namespace=~"$namespace",job="inetsvc-probe",service=~"$service"'
 IO_ERRORS = 'kind=~"accept|read|write|receive|send|reset"'
 # Process metrics carry no service label: select them by job and instance, and join them
 # to build_info for the service.
-PROCESS = 'namespace=~"$namespace",job="inetsvc",instance=~"$instance"'
+PROCESS = 'namespace=~"$namespace",job=~"$job",instance=~"$instance"'
 BY_SERVICE = ('* on (instance) group_left (service) group by (instance, service) '
               '(inetsvc_build_info{' + SVC + '})')
 
@@ -77,7 +82,7 @@ def quantiles(metric, by="service"):
 
 
 def slow_ratio(window):
-    return f'namespace_service:inetsvc_answers_slow:ratio_rate{window}{{namespace=~"$namespace",service=~"$service"}}'
+    return f'namespace_service:inetsvc_answers_slow:ratio_rate{window}{{{RULE_SERVICE}}}'
 
 
 def panels():
@@ -102,10 +107,10 @@ def panels():
 
     p.append(row("Rate, errors, answer latency", 5))
     p.append(panel("timeseries", "Requests / s by service and transport", "The recording rule namespace_service_transport:inetsvc_requests:rate5m (5-minute rates, every instance of a service).",
-                   (0, 6, 8, 8), [(f'sum by (service, transport) (namespace_service_transport:inetsvc_requests:rate5m{{namespace=~"$namespace",service=~"$service"}})', "{{service}} {{transport}}")],
+                   (0, 6, 8, 8), [(f'sum by (service, transport) (namespace_service_transport:inetsvc_requests:rate5m{{{RULE_SERVICE}}})', "{{service}} {{transport}}")],
                    "reqps"))
     p.append(panel("timeseries", "I/O error ratio, worst instance", "namespace_service_instance_transport:inetsvc_io_errors:ratio_rate5m, the ratio InetsvcErrorRateHigh reads (5%), the worst instance of each service and transport.",
-                   (8, 6, 8, 8), [(f'max by (service, transport) (namespace_service_instance_transport:inetsvc_io_errors:ratio_rate5m{{{SVC}}})', "{{service}} {{transport}}")],
+                   (8, 6, 8, 8), [(f'max by (service, transport) (namespace_service_instance_transport:inetsvc_io_errors:ratio_rate5m{{{RULE_INSTANCE}}})', "{{service}} {{transport}}")],
                    "percentunit", min=0))
     p.append(panel("timeseries", "Answer latency quantiles", "Accept (TCP: DAYTIME, TIME) or receipt (UDP) to the answer handed to the kernel: what the service takes. The SLO's threshold is 100 ms.",
                    (16, 6, 8, 8), quantiles("inetsvc_answer_duration_seconds"), "s"))
@@ -170,8 +175,8 @@ def panels():
                    (12, 51, 6, 8), [(f"max by (service, transport) (inetsvc_probe_clock_skew_seconds{{{PROBE}}})", "{{service}}/{{transport}}")],
                    "s"))
     p.append(panel("timeseries", "Trace spans exported / dropped", "Spans the OTLP collector accepted, and dropped ones by reason (InetsvcTraceExportFailing).",
-                   (18, 51, 6, 8), [(f'sum by (service) (rate(inetsvc_trace_spans_exported_total{{namespace=~"$namespace",service=~"$service",instance=~"$instance"}}[$__rate_interval]))', "{{service}} exported"),
-                                    (f'sum by (service, reason) (rate(inetsvc_trace_spans_dropped_total{{namespace=~"$namespace",service=~"$service",instance=~"$instance"}}[$__rate_interval]))', "{{service}} dropped {{reason}}")],
+                   (18, 51, 6, 8), [(f'sum by (service) (rate(inetsvc_trace_spans_exported_total{{{SVC}}}[$__rate_interval]))', "{{service}} exported"),
+                                    (f'sum by (service, reason) (rate(inetsvc_trace_spans_dropped_total{{{SVC}}}[$__rate_interval]))', "{{service}} dropped {{reason}}")],
                    "short"))
     p.append(panel("timeseries", "Health checks (1 = passing)", "What /healthz (liveness) and /readyz (readiness) answer (InetsvcLivenessFailing, InetsvcNotReady).",
                    (0, 59, 12, 8), [(f"min by (service, check) (inetsvc_health{{{SVC}}})", "{{service}} {{check}}")],
@@ -210,8 +215,9 @@ def dashboard():
             {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
              "current": {}, "hide": 0, "refresh": 1},
             variable("namespace", "Namespace", "label_values(inetsvc_build_info, namespace)"),
-            variable("service", "Service", 'label_values(inetsvc_build_info{namespace=~"$namespace"}, service)'),
-            variable("instance", "Instance", 'label_values(inetsvc_build_info{namespace=~"$namespace",service=~"$service"}, instance)'),
+            variable("job", "Job", 'label_values(inetsvc_build_info{namespace=~"$namespace"}, job)'),
+            variable("service", "Service", 'label_values(inetsvc_build_info{namespace=~"$namespace",job=~"$job"}, service)'),
+            variable("instance", "Instance", 'label_values(inetsvc_build_info{namespace=~"$namespace",job=~"$job",service=~"$service"}, instance)'),
         ]},
         "panels": panels(),
     }
