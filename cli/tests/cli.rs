@@ -406,7 +406,8 @@ fn probe_a_skewed_time_server(offset: i64, more: &[&str]) -> Output {
 fn the_exporter_text_names_each_wrong_answer_shape() {
     // What broken servers have sent: an 8-byte TIME (sizeof(long) on 64-bit machines), an
     // echo of something else, a DAYTIME answer that is binary and has no line end.
-    let cases: [(&'static str, fn(std::time::SystemTime) -> Vec<u8>, &str); 3] = [
+    type Answer = fn(std::time::SystemTime) -> Vec<u8>;
+    let cases: [(&'static str, Answer, &str); 3] = [
         (
             "time",
             |now| {
