@@ -37,8 +37,11 @@ RUN command -v cargo-auditable >/dev/null \
 WORKDIR /src
 # Static glibc; scratch has no /dev/urandom, so getrandom must use the syscall.
 ENV RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\""
+# The cargo profile: `release` (fat LTO, the smallest binaries) unless CARGO_PROFILE=quick
+# asks for the same options without LTO, for a fast local loop (Cargo.toml).
+ARG CARGO_PROFILE
 # Dependencies in their own layer: the workspace's manifests (every member's, as cargo
-# loads the whole workspace; deploy/test/validate-offline checks this list against
+# loads the whole workspace; deploy/test/conventions checks this list against
 # Cargo.toml) and empty sources, built once; a source change starts after this layer.
 COPY Cargo.toml Cargo.lock ./
 COPY proto/Cargo.toml proto/
@@ -52,25 +55,25 @@ COPY bench/baseline/Cargo.toml bench/baseline/
 # The builder's own target, found at build time (never written here), so that the same file
 # builds amd64 images on amd64 and arm64 images on arm64; --target keeps crt-static off the
 # build scripts and proc macros.
-RUN target=$(rustc -vV | sed -n 's/^host: //p') \
+RUN target=$(rustc -vV | sed -n 's/^host: //p') profile=${CARGO_PROFILE:-release} \
     && for manifest in */Cargo.toml */*/Cargo.toml; do \
          crate=$(dirname "$manifest") && mkdir -p "$crate/src" && : > "$crate/src/lib.rs" \
          && if grep -q '^path = "src/main.rs"' "$manifest"; then echo 'fn main() {}' > "$crate/src/main.rs"; fi \
          || exit 1; \
        done \
-    && cargo auditable build --release --locked --target "$target" \
+    && cargo auditable build --profile "$profile" --locked --target "$target" \
         -p inetsvc-echo -p inetsvc-daytime -p inetsvc-time -p inetsvc-cli
 COPY . .
 # The sources keep their own times through COPY, which can be older than the empty ones
 # built above: touch them, so cargo rebuilds the workspace's crates (and only those).
 ARG REVISION
-RUN target=$(rustc -vV | sed -n 's/^host: //p') \
+RUN target=$(rustc -vV | sed -n 's/^host: //p') profile=${CARGO_PROFILE:-release} \
     && find . -name '*.rs' -not -path './target/*' -exec touch {} + \
-    && INETSVC_REVISION="${REVISION:-unknown}" cargo auditable build --release --locked --target "$target" \
+    && INETSVC_REVISION="${REVISION:-unknown}" cargo auditable build --profile "$profile" --locked --target "$target" \
         -p inetsvc-echo -p inetsvc-daytime -p inetsvc-time -p inetsvc-cli \
     && mkdir /dist \
     && for binary in echod daytimed timed inetsvc; do \
-         cp "target/$target/release/$binary" /dist/ || exit 1; \
+         cp "target/$target/$profile/$binary" /dist/ || exit 1; \
        done
 
 # ---- images (Dockerfile.prebuilt has this part word for word) ----
