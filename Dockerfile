@@ -78,76 +78,49 @@ RUN target=$(rustc -vV | sed -n 's/^host: //p') profile=${CARGO_PROFILE:-release
 
 # ---- images (Dockerfile.prebuilt has this part word for word) ----
 
-FROM scratch AS echod
+# What every image shares: the OCI labels that are facts of the build, and the user.
+FROM scratch AS base
 ARG VERSION
 ARG REVISION
 ARG CREATED
 ARG SOURCE
-LABEL org.opencontainers.image.title="inetsvc echod" \
-      org.opencontainers.image.description="ECHO service (RFC 862) over TCP and UDP" \
-      org.opencontainers.image.version="${VERSION}" \
+LABEL org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION:-unknown}" \
       org.opencontainers.image.created="${CREATED:-unknown}" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="MIT OR Apache-2.0"
-COPY --from=builder /dist/echod /echod
 USER 65532:65532
+
+FROM base AS echod
+LABEL org.opencontainers.image.title="inetsvc echod" \
+      org.opencontainers.image.description="ECHO service (RFC 862) over TCP and UDP"
+COPY --from=builder /dist/echod /echod
 EXPOSE 7/tcp 7/udp 9007/tcp
 HEALTHCHECK --interval=5s --timeout=3s --start-period=2s --retries=3 CMD ["/echod", "healthcheck"]
 ENTRYPOINT ["/echod"]
 
-FROM scratch AS daytimed
-ARG VERSION
-ARG REVISION
-ARG CREATED
-ARG SOURCE
+FROM base AS daytimed
 LABEL org.opencontainers.image.title="inetsvc daytimed" \
-      org.opencontainers.image.description="DAYTIME service (RFC 867) over TCP and UDP" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION:-unknown}" \
-      org.opencontainers.image.created="${CREATED:-unknown}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="MIT OR Apache-2.0"
+      org.opencontainers.image.description="DAYTIME service (RFC 867) over TCP and UDP"
 COPY --from=builder /dist/daytimed /daytimed
-USER 65532:65532
 EXPOSE 13/tcp 13/udp 9013/tcp
 HEALTHCHECK --interval=5s --timeout=3s --start-period=2s --retries=3 CMD ["/daytimed", "healthcheck"]
 ENTRYPOINT ["/daytimed"]
 
-FROM scratch AS timed
-ARG VERSION
-ARG REVISION
-ARG CREATED
-ARG SOURCE
+FROM base AS timed
 LABEL org.opencontainers.image.title="inetsvc timed" \
-      org.opencontainers.image.description="TIME service (RFC 868) over TCP and UDP" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION:-unknown}" \
-      org.opencontainers.image.created="${CREATED:-unknown}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="MIT OR Apache-2.0"
+      org.opencontainers.image.description="TIME service (RFC 868) over TCP and UDP"
 COPY --from=builder /dist/timed /timed
-USER 65532:65532
 EXPOSE 37/tcp 37/udp 9037/tcp
 HEALTHCHECK --interval=5s --timeout=3s --start-period=2s --retries=3 CMD ["/timed", "healthcheck"]
 ENTRYPOINT ["/timed"]
 
 # The inetsvc command: the compose stack's prober (`inetsvc probe --listen`), and the
 # training profile's trainer and client traffic.
-FROM scratch AS inetsvc
-ARG VERSION
-ARG REVISION
-ARG CREATED
-ARG SOURCE
+FROM base AS inetsvc
 LABEL org.opencontainers.image.title="inetsvc" \
-      org.opencontainers.image.description="ECHO, DAYTIME and TIME clients, prober, load generator, fault-injection client" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION:-unknown}" \
-      org.opencontainers.image.created="${CREATED:-unknown}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="MIT OR Apache-2.0"
+      org.opencontainers.image.description="ECHO, DAYTIME and TIME clients, prober, load generator, fault-injection client"
 COPY --from=builder /dist/inetsvc /inetsvc
-USER 65532:65532
 EXPOSE 9100/tcp
 HEALTHCHECK --interval=10s --timeout=5s --start-period=2s --retries=3 CMD ["/inetsvc", "healthcheck"]
 ENTRYPOINT ["/inetsvc"]
