@@ -140,16 +140,19 @@ fn the_admin_api_and_a_changed_file_reload_too() {
     let file = write_config("api", "udp_rate_per_source = 500\n");
     let server = Server::start_training(ECHOD, &["--config", &file]);
     let admin = server.admin.unwrap();
-    // A change the file poll cannot see (same length, the old time put back), so that
-    // only the API call can apply it.
+    // A change the file poll cannot see (same length, the old time), so that only the API
+    // call can apply it. The old time is set before the rename: set after it, a poll
+    // between the two saw the new time and applied the change itself.
     let before = std::fs::metadata(&file).unwrap().modified().unwrap();
-    write_config("api", "udp_rate_per_source = 100\n");
+    let next = std::path::Path::new(&file).with_extension("next");
+    std::fs::write(&next, "udp_rate_per_source = 100\n").unwrap();
     std::fs::File::options()
         .write(true)
-        .open(&file)
+        .open(&next)
         .unwrap()
         .set_modified(before)
         .unwrap();
+    std::fs::rename(&next, &file).unwrap();
     let answer = inetsvc_testkit::http_request(
         admin,
         &format!("POST /admin/reload HTTP/1.0\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 0\r\n\r\n"),
