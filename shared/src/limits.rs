@@ -17,14 +17,17 @@ pub enum RejectReason {
     PerSourceCap,
     /// Refused by the `tcp_refuse` fault (training).
     Fault,
+    /// The source is in `deny_sources`.
+    Denied,
 }
 
 impl RejectReason {
     /// Every reason, so that metric handles are resolved once at start.
-    pub const ALL: [RejectReason; 3] = [
+    pub const ALL: [RejectReason; 4] = [
         RejectReason::GlobalCap,
         RejectReason::PerSourceCap,
         RejectReason::Fault,
+        RejectReason::Denied,
     ];
 
     /// The metric label value.
@@ -33,6 +36,7 @@ impl RejectReason {
             RejectReason::GlobalCap => "global_cap",
             RejectReason::PerSourceCap => "per_source_cap",
             RejectReason::Fault => "fault",
+            RejectReason::Denied => "denied",
         }
     }
 }
@@ -53,16 +57,19 @@ pub enum DropReason {
     GlobalRate,
     /// Dropped by the `udp_drop` fault (training).
     Fault,
+    /// The source is in `deny_sources`.
+    Denied,
 }
 
 impl DropReason {
     /// Every reason, so that metric handles are resolved once at start.
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::LoopPort,
         DropReason::NotUnicast,
         DropReason::SourceRate,
         DropReason::GlobalRate,
         DropReason::Fault,
+        DropReason::Denied,
     ];
 
     /// The metric label value.
@@ -73,6 +80,7 @@ impl DropReason {
             DropReason::SourceRate => "rate_limit_source",
             DropReason::GlobalRate => "rate_limit_global",
             DropReason::Fault => "fault",
+            DropReason::Denied => "denied",
         }
     }
 }
@@ -95,6 +103,42 @@ pub fn loop_guard(source: SocketAddr, own_ports: &[u16], more_ports: &[u16]) -> 
         return Some(DropReason::LoopPort);
     }
     None
+}
+
+/// Source addresses an operator has blocked (`deny_sources`): a TCP connection from one
+/// is reset, a datagram dropped, both counted with reason `denied`. The list is short and
+/// consulted only when not empty, so the hot paths pay one length check without it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DenyList(Vec<ipnet::IpNet>);
+
+impl DenyList {
+    /// `ADDRESS[/PREFIX],…` (IPv4 or IPv6), or `none`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.trim().eq_ignore_ascii_case("none") {
+            return Ok(DenyList::default());
+        }
+        text.split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                part.parse::<ipnet::IpNet>()
+                    .or_else(|_| part.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!("`{part}` is not an address or ADDRESS/PREFIX; write 10.0.0.7, 10.0.0.0/24 or `none`")
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(DenyList)
+    }
+
+    /// Whether `ip` (an IPv4 client on a dual-stack socket arrives IPv4-mapped) is blocked.
+    #[inline]
+    pub fn denies(&self, ip: IpAddr) -> bool {
+        !self.0.is_empty() && {
+            let ip = ip.to_canonical();
+            self.0.iter().any(|net| net.contains(&ip))
+        }
+    }
 }
 
 /// Counts TCP connections per source address to enforce `max_connections_per_source`.
@@ -465,5 +509,20 @@ mod tests {
         let ip = IpAddr::from([192, 0, 2, 1]);
         assert_eq!(limiter.check(ip, later), Ok(()));
         assert_eq!(limiter.check(ip, later), Err(DropReason::SourceRate));
+    }
+
+    #[test]
+    fn the_deny_list_matches_addresses_and_prefixes_mapped_or_not() {
+        let list = DenyList::parse("10.0.0.7, 192.168.0.0/16,fd00::/8").unwrap();
+        assert!(list.denies("10.0.0.7".parse().unwrap()));
+        assert!(list.denies("::ffff:10.0.0.7".parse().unwrap()));
+        assert!(list.denies("192.168.3.4".parse().unwrap()));
+        assert!(list.denies("fd12::1".parse().unwrap()));
+        assert!(!list.denies("10.0.0.8".parse().unwrap()));
+        assert!(!DenyList::parse("none")
+            .unwrap()
+            .denies("10.0.0.7".parse().unwrap()));
+        let error = DenyList::parse("10.0.0.7,nonsense").unwrap_err();
+        assert!(error.contains("`nonsense`"), "{error}");
     }
 }

@@ -21,6 +21,7 @@ pub const RUNTIME_KEYS: &[Key] = &[
     Key::new("udp_concurrency", "iterative", "Server design for UDP: `iterative` (answer each datagram in turn) or `concurrent` (a task per datagram)"),
     Key::new("max_connections", "4096", "Most TCP connections served at once; more are refused and counted").live(),
     Key::new("max_connections_per_source", "256", "Most TCP connections served at once from one source IP address").live(),
+    Key::new("deny_sources", "none", "Source addresses refused (TCP reset, UDP dropped, counted as `denied`), comma-separated ADDRESS or ADDRESS/PREFIX, or `none`: an operator's block of an abusive client").live(),
     Key::new("idle_timeout", "60s", "Close a TCP connection after this long without receiving anything").live(),
     Key::new("write_timeout", "10s", "Close a TCP connection when a write makes no progress for this long").live(),
     Key::new("max_connection_time", "1h", "Close a TCP connection after this long, however busy").live(),
@@ -88,6 +89,8 @@ pub struct RuntimeConfig {
     pub tcp: TcpOptions,
     /// How datagrams are served and bounded.
     pub udp: UdpOptions,
+    /// Sources refused on both transports.
+    pub deny_sources: crate::limits::DenyList,
     /// Not-ready-but-serving period on SIGTERM.
     pub drain_delay: Duration,
     /// Bound on waiting for connections in flight.
@@ -194,6 +197,7 @@ impl RuntimeConfig {
             tracing: settings.flag("tracing")?,
             tcp: TcpOptions::from_settings(settings)?,
             udp: UdpOptions::from_settings(settings)?,
+            deny_sources: settings.parse("deny_sources", crate::limits::DenyList::parse)?,
             drain_delay: settings.duration("drain_delay", Duration::ZERO)?,
             shutdown_timeout: settings.duration("shutdown_timeout", Duration::ZERO)?,
         })

@@ -8,7 +8,10 @@
 //!   faults, drain timing) apply to new work at once; connections in progress keep theirs
 //!   and none is dropped;
 //! - any other key that changed is named in one line each: it needs a restart, and its
-//!   old value stays in force.
+//!   old value stays in force;
+//! - a live key can also be set through the admin API (`PUT /admin/settings/KEY`): such a
+//!   value is a layer above the flags, kept across reloads until it is unset, like
+//!   Envoy's runtime overrides; a value the checks refuse is not kept.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -20,7 +23,7 @@ use tokio::signal::unix::Signal;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{api, AdminLimits};
+use crate::admin::{api, AdminLimits, Audit};
 use crate::config::{self, ConfigError, LoadError, Schema, Settings};
 use crate::fault::{self, Faults};
 use crate::logging;
@@ -41,10 +44,32 @@ pub struct Outcome {
     pub applied: Vec<&'static str>,
     /// Keys that changed but need a restart; their old values stay.
     pub restart_needed: Vec<&'static str>,
+    /// Every live key's value in force (secrets left out).
+    pub settings: BTreeMap<&'static str, String>,
+    /// The values set through the admin API, above every other layer.
+    pub overrides: BTreeMap<String, String>,
 }
 
-/// A request for a reload from the admin API, answered with its outcome.
-pub type Request = oneshot::Sender<Result<Outcome, String>>;
+/// What the admin API asks of the reloader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Read the configuration again.
+    Reload,
+    /// Only show the settings in force.
+    Show,
+    /// Set a live key above every other layer.
+    Set(String, String),
+    /// Drop the admin API's value of a key: the configuration's applies again.
+    Unset(String),
+}
+
+/// A request from the admin API, answered with its outcome.
+pub struct Request {
+    /// What to do.
+    pub change: Change,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<Result<Outcome, String>>,
+}
 
 /// Everything a reload reads and changes.
 pub(crate) struct Reloader {
@@ -53,6 +78,8 @@ pub(crate) struct Reloader {
     env: Vec<(String, String)>,
     /// The value in force of every key, as text.
     in_force: BTreeMap<&'static str, String>,
+    /// Values set through the admin API.
+    overrides: BTreeMap<String, String>,
     /// The runtime options in force (drain timing is read from here at shutdown).
     config: RuntimeConfig,
     controls: Controls,
@@ -97,8 +124,11 @@ impl Reloader {
         if let Some(metrics) = &start.metrics {
             metrics.set_reload(1, true, unix_now());
         }
+        let in_force = texts(&start.settings);
+        start.faults.set_settings(in_force.clone());
         Reloader {
-            in_force: texts(&start.settings),
+            in_force,
+            overrides: BTreeMap::new(),
             schema: start.schema,
             args: start.args,
             env: start.env,
@@ -117,6 +147,60 @@ impl Reloader {
         (self.config.drain_delay, self.config.shutdown_timeout)
     }
 
+    /// Carries out what the admin API asked.
+    pub(crate) fn change(&mut self, change: &Change) -> Result<Outcome, String> {
+        let (key, value) = match change {
+            Change::Reload => return self.reload(),
+            Change::Show => return Ok(self.outcome(Vec::new(), Vec::new())),
+            Change::Set(key, value) => (key, Some(value)),
+            Change::Unset(key) => (key, None),
+        };
+        let Some(known) = self.schema_key(key) else {
+            return Err(format!("no key `{key}`"));
+        };
+        if !known.live || known.secret {
+            return Err(format!(
+                "`{key}` is not a live key: it takes effect only after a restart"
+            ));
+        }
+        let before = self.overrides.clone();
+        match value {
+            Some(value) => self.overrides.insert(key.clone(), value.clone()),
+            None => self.overrides.remove(key),
+        };
+        let result = self.reload();
+        if result.is_err() {
+            // Refused values are not kept: the next reload must not fail on them.
+            self.overrides = before;
+        }
+        result
+    }
+
+    fn schema_key(&self, name: &str) -> Option<crate::config::Key> {
+        self.schema
+            .tables
+            .iter()
+            .flat_map(|table| table.iter())
+            .find(|key| key.name == name)
+            .copied()
+    }
+
+    fn outcome(&self, applied: Vec<&'static str>, restart_needed: Vec<&'static str>) -> Outcome {
+        let settings = self
+            .in_force
+            .iter()
+            .filter(|(name, _)| self.schema_key(name).is_some_and(|k| k.live && !k.secret))
+            .map(|(name, value)| (*name, value.clone()))
+            .collect();
+        Outcome {
+            generation: self.generation,
+            applied,
+            restart_needed,
+            settings,
+            overrides: self.overrides.clone(),
+        }
+    }
+
     /// Reads and checks the configuration again and applies what may change live.
     pub(crate) fn reload(&mut self) -> Result<Outcome, String> {
         let result = self.try_reload();
@@ -127,7 +211,13 @@ impl Reloader {
     }
 
     fn try_reload(&mut self) -> Result<Outcome, String> {
-        let (_, settings) = match config::load(&self.schema, self.args.clone(), self.env.clone()) {
+        let loaded = config::load_overridden(
+            &self.schema,
+            self.args.clone(),
+            self.env.clone(),
+            &self.overrides,
+        );
+        let (_, settings) = match loaded {
             Ok(loaded) => loaded,
             Err(LoadError::Config(error)) => return Err(error.to_string()),
             Err(LoadError::Cli(error)) => return Err(error.kind().to_string()),
@@ -154,7 +244,12 @@ impl Reloader {
         }
         let mut tcp = config.tcp;
         tcp.max_connections = (self.fit_cap)(tcp.max_connections);
-        self.controls.apply(tcp, config.udp.clone(), &traces);
+        self.controls.apply(
+            tcp,
+            config.udp.clone(),
+            config.deny_sources.clone(),
+            &traces,
+        );
         if let Some(metrics) = &self.metrics {
             metrics.set_limits(&tcp, &config.udp);
         }
@@ -173,18 +268,25 @@ impl Reloader {
         }
         if !applied.is_empty() {
             self.generation += 1;
+            self.faults.set_settings(self.in_force.clone());
         }
-        Ok(Outcome {
-            generation: self.generation,
-            applied,
-            restart_needed,
-        })
+        Ok(self.outcome(applied, restart_needed))
     }
 }
 
-/// Runs one reload and logs what it did.
-fn reload_logged(reloader: &Mutex<Reloader>, cause: &'static str) -> Result<Outcome, String> {
-    let result = reloader.lock().unwrap_or_else(|p| p.into_inner()).reload();
+/// Runs one reload (or admin API change) and logs what it did.
+fn reload_logged(
+    reloader: &Mutex<Reloader>,
+    cause: &'static str,
+    change: &Change,
+) -> Result<Outcome, String> {
+    let result = reloader
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .change(change);
+    if *change == Change::Show {
+        return result;
+    }
     match &result {
         Ok(outcome) => {
             for key in &outcome.restart_needed {
@@ -223,6 +325,7 @@ pub(crate) async fn watch(
     mut hangup: Signal,
     mut requests: mpsc::Receiver<Request>,
     file: Option<PathBuf>,
+    audit: Audit,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(FILE_POLL);
@@ -232,16 +335,18 @@ pub(crate) async fn watch(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = hangup.recv() => {
-                let _ = reload_logged(&reloader, "SIGHUP");
+                let result = reload_logged(&reloader, "SIGHUP", &Change::Reload);
+                audit.record_local("SIGHUP", &result);
             }
-            Some(reply) = requests.recv() => {
-                let _ = reply.send(reload_logged(&reloader, "admin API"));
+            Some(request) = requests.recv() => {
+                let _ = request.reply.send(reload_logged(&reloader, "admin API", &request.change));
             }
             _ = tick.tick(), if file.is_some() => {
                 let now = stamp(&file);
                 if now != seen {
                     seen = now;
-                    let _ = reload_logged(&reloader, "config file changed");
+                    let result = reload_logged(&reloader, "config file changed", &Change::Reload);
+                    audit.record_local("config file", &result);
                 }
             }
         }

@@ -310,6 +310,7 @@ async fn serve_until_signal<S: Service>(
         spec,
         tcp,
         config.udp.clone(),
+        config.deny_sources.clone(),
         Instruments {
             metrics: metrics.as_ref(),
             traces: config.tracing.then_some(traces),
@@ -339,11 +340,13 @@ async fn serve_until_signal<S: Service>(
         fit_cap: Box::new(move |requested| fitted_connection_cap(requested, admin_reserve)),
     })));
     let (reload_requests, requests) = tokio::sync::mpsc::channel(4);
+    let audit = admin::Audit::default();
     tokio::spawn(reload::watch(
         Arc::clone(&reloader),
         hangup,
         requests,
         config_file,
+        audit.clone(),
         stop_admin.clone(),
     ));
 
@@ -360,6 +363,7 @@ async fn serve_until_signal<S: Service>(
             faults: faults.clone(),
             api: training.api.clone(),
             reload: reload_requests.clone(),
+            audit: audit.clone(),
         };
         tokio::spawn(admin::serve(
             listener,

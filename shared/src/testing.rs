@@ -79,6 +79,7 @@ impl TcpLoop {
             spec,
             config.tcp,
             config.udp.clone(),
+            config.deny_sources.clone(),
             Instruments {
                 metrics: Some(&metrics),
                 traces: None,
@@ -138,8 +139,10 @@ pub struct AdminHarness {
 }
 
 impl AdminHarness {
-    /// The bearer token the harness's API accepts.
+    /// The trainer's bearer token the harness's API accepts.
     pub const TOKEN: &'static str = "fuzz-token-0123456789abcdef";
+    /// The trainee's bearer token the harness's API accepts.
+    pub const TRAINEE_TOKEN: &'static str = "fuzz-trainee-0123456789abcdef";
 
     /// Builds the routes of a service with the admin API on and default limits.
     pub fn new() -> Self {
@@ -157,8 +160,10 @@ impl AdminHarness {
             faults: Faults::new(Some(metrics.fault_gauge()), None),
             api: Some(crate::admin::AdminApi {
                 token: Self::TOKEN.to_owned(),
+                trainee_token: Some(Self::TRAINEE_TOKEN.to_owned()),
             }),
             reload,
+            audit: crate::admin::Audit::default(),
         };
         let router = crate::admin::bounded_router(state, &limits, Some(metrics));
         let runtime = tokio::runtime::Builder::new_current_thread()

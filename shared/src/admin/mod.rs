@@ -10,6 +10,7 @@
 //! (docs/architecture.md, "Admin plane").
 
 pub mod api;
+pub mod audit;
 pub mod healthcheck;
 pub mod server;
 
@@ -21,7 +22,8 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use api::{AdminApi, API_KEYS};
+pub use api::{AdminApi, Peer, API_KEYS};
+pub use audit::Audit;
 pub use server::{AdminLimits, SERVER_KEYS};
 
 use crate::fault::Faults;
@@ -43,8 +45,10 @@ pub struct AdminState {
     pub faults: Faults,
     /// The `/admin/` API, when enabled.
     pub api: Option<AdminApi>,
-    /// Where `POST /admin/reload` sends its request.
+    /// Where `POST /admin/reload` and the settings routes send their requests.
     pub reload: tokio::sync::mpsc::Sender<crate::reload::Request>,
+    /// Every change made through the admin plane.
+    pub audit: Audit,
 }
 
 /// The admin routes.

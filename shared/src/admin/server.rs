@@ -285,8 +285,12 @@ pub(super) async fn serve(
             live.connections.insert(id, close.clone());
             id
         };
+        let peer = stream.peer_addr().ok();
         let (router, live, metrics, stop) = (
-            router.clone(),
+            match peer {
+                Some(peer) => router.clone().layer(axum::Extension(super::Peer(peer))),
+                None => router.clone(),
+            },
             Arc::clone(&live),
             metrics.clone(),
             stop.clone(),

@@ -237,6 +237,17 @@ pub fn load(
     args: impl IntoIterator<Item = OsString>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(Mode, Settings), LoadError> {
+    load_overridden(schema, args, env, &BTreeMap::new())
+}
+
+/// [`load`] with a last layer above the flags: the values set at run time through the
+/// admin API (`PUT /admin/settings/KEY`), which the reloader keeps until they are unset.
+pub fn load_overridden(
+    schema: &Schema,
+    args: impl IntoIterator<Item = OsString>,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &BTreeMap<String, String>,
+) -> Result<(Mode, Settings), LoadError> {
     let matches = command(schema)
         .try_get_matches_from(args)
         .map_err(LoadError::Cli)?;
@@ -325,6 +336,23 @@ pub fn load(
                 .set_override(key.name, value.as_str())
                 .map_err(|e| ConfigError::invalid(key.name, e.to_string()))?;
         }
+    }
+
+    for (name, value) in overrides {
+        if !is_known(name) {
+            return Err(ConfigError::UnknownKey {
+                origin: "the admin API".to_owned(),
+                key: name.clone(),
+                known: known(),
+            }
+            .into());
+        }
+        if value.trim().is_empty() {
+            refuse_empty(&keys, name, "the admin API")?;
+        }
+        builder = builder
+            .set_override(name.as_str(), value.as_str())
+            .map_err(|e| ConfigError::invalid(name, e.to_string()))?;
     }
 
     let values = builder.build().map_err(|e| ConfigError::File {

@@ -7,13 +7,49 @@ use std::time::Duration;
 
 use crate::config::{one_line, ConfigError, Key, Settings};
 
-/// The key of fault injection: faults set from the start.
-pub const FAULT_KEYS: &[Key] = &[Key::new(
-    "faults",
-    "",
-    "Faults active from the start, `;`-separated NAME[:PARAM=VALUE,…] (`latency:delay=200ms,for=10m`); see docs/faults.md",
-)
-.live()];
+/// The keys of fault injection: faults set from the start, and the two settings the
+/// training scenarios tie a fault to, so that an operator's remedy (switching the time
+/// source, rolling back) is a real configuration change (docs/training/README.md).
+pub const FAULT_KEYS: &[Key] = &[
+    Key::new(
+        "faults",
+        "",
+        "Faults active from the start, `;`-separated NAME[:PARAM=VALUE,…] (`latency:delay=200ms,for=10m`); see docs/faults.md",
+    )
+    .live(),
+    Key::new(
+        "time_source",
+        "primary",
+        "Upstream time source the clock follows, `primary` or `secondary`: training's stand-in for two NTP servers (both are the system clock unless a fault tied to one with `when=time_source=primary` skews it)",
+    )
+    .live(),
+    Key::new(
+        "release",
+        "stable",
+        "Label of the rollout in force (letters, digits, `.`, `_`, `-`): training's stand-in for a deployment, to which a fault can be tied with `when=release=LABEL`; rolling back is setting it back",
+    )
+    .live(),
+];
+
+/// Checks `time_source` and `release`.
+pub fn check_training_keys(settings: &Settings) -> Result<(), ConfigError> {
+    settings.parse("time_source", |text| match text {
+        "primary" | "secondary" => Ok(()),
+        _ => Err(format!(
+            "`{text}` is not a time source; write `primary` or `secondary`"
+        )),
+    })?;
+    settings.parse("release", |text| {
+        let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if (1..=64).contains(&text.len()) && text.chars().all(fine) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{text}` is not a release label: 1 to 64 letters, digits, `.`, `_`, `-`"
+            ))
+        }
+    })
+}
 
 /// Longest a CPU or memory load may last, and how long it lasts when no `for` is given:
 /// a forgotten load must not burn a shared training cluster for ever.
@@ -210,6 +246,8 @@ pub struct FaultRequest {
     pub params: Vec<(&'static str, String)>,
     /// How long it lasts; `None`: until cleared.
     pub lasts: Option<Duration>,
+    /// `when=KEY=VALUE`: in effect only while the setting `KEY` is `VALUE`.
+    pub when: Option<(String, String)>,
 }
 
 /// Prefixes a parameter's error with the fault and the parameter.
@@ -247,6 +285,22 @@ fn duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_nanos(ns as u64))
 }
 
+/// `KEY=VALUE`: a setting's name and the value it must have.
+fn condition(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value))
+            if !key.is_empty()
+                && !value.is_empty()
+                && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') =>
+        {
+            Ok((key.to_owned(), value.to_owned()))
+        }
+        _ => Err(format!(
+            "`{text}` is not KEY=VALUE, e.g. when=time_source=primary"
+        )),
+    }
+}
+
 fn probability(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
@@ -279,9 +333,9 @@ impl FaultRequest {
                 .split_once('=')
                 .ok_or_else(|| format!("{name}: `{pair}` is not PARAM=VALUE"))?;
             let (key, value) = (key.trim(), value.trim());
-            if key != "for" && !kind.params().iter().any(|p| p.name == key) {
+            if key != "for" && key != "when" && !kind.params().iter().any(|p| p.name == key) {
                 let mut known: Vec<&str> = kind.params().iter().map(|p| p.name).collect();
-                known.push("for");
+                known.extend(["for", "when"]);
                 return Err(format!(
                     "{name}: unknown parameter `{key}`; known: {}",
                     known.join(", ")
@@ -395,6 +449,10 @@ impl FaultRequest {
             Some(text) => Some(checked(name, "for", duration(text))?),
             None => None,
         };
+        let when = match given.get("when") {
+            Some(text) => Some(checked(name, "when", condition(text))?),
+            None => None,
+        };
         if kind.is_load() {
             let bounded = lasts.unwrap_or(LOAD_DEFAULT);
             if bounded > LOAD_MAX {
@@ -407,6 +465,7 @@ impl FaultRequest {
             fault,
             params: resolved,
             lasts,
+            when,
         })
     }
 
@@ -425,19 +484,33 @@ impl FaultRequest {
             .collect()
     }
 
-    /// The parameters as `PARAM=VALUE,…`.
+    /// The parameters as `PARAM=VALUE,…`, the condition last.
     pub fn params_text(&self) -> String {
         self.params
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
+            .chain(self.when.iter().map(|(k, v)| format!("when={k}={v}")))
             .collect::<Vec<_>>()
             .join(",")
     }
 }
 
-/// Reads the `faults` key.
+/// Reads the `faults` key (and checks the training keys beside it); a `when=` must name
+/// a key the service has.
 pub fn initial_faults(settings: &Settings) -> Result<Vec<FaultRequest>, ConfigError> {
-    settings.parse("faults", FaultRequest::parse_list)
+    check_training_keys(settings)?;
+    let requests = settings.parse("faults", FaultRequest::parse_list)?;
+    for request in &requests {
+        if let Some((key, _)) = &request.when {
+            if !settings.keys().any(|k| k.name == key) {
+                return Err(ConfigError::invalid(
+                    "faults",
+                    format!("{}: when: no key `{key}`", request.kind.name()),
+                ));
+            }
+        }
+    }
+    Ok(requests)
 }
 
 #[cfg(test)]
@@ -529,5 +602,18 @@ mod docs {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_condition_ties_a_fault_to_a_setting() {
+        let request =
+            FaultRequest::parse_spec("clock_offset:offset=45s,when=time_source=primary").unwrap();
+        assert_eq!(request.when, Some(("time_source".into(), "primary".into())));
+        assert!(request.params_text().ends_with(",when=time_source=primary"));
+        let error = FaultRequest::parse_spec("clock_offset:when=primary").unwrap_err();
+        assert!(
+            error.contains("clock_offset: when: `primary` is not KEY=VALUE"),
+            "{error}"
+        );
     }
 }

@@ -17,7 +17,11 @@ impl Clock for Faults {
         // One look at the table for all four clock faults.
         let table = self.table();
         let instant = Instant::now();
-        let live = |kind| table.get(&kind).filter(|entry| entry.live(instant));
+        let live = |kind| {
+            table
+                .get(&kind)
+                .filter(|entry| self.in_effect(entry, instant))
+        };
         if let Some(entry) = live(FaultKind::ClockFreeze) {
             now = entry.set_wall;
         } else if let Some(entry) = live(FaultKind::ClockWrap) {

@@ -65,6 +65,9 @@ struct Inner {
     loads: Mutex<()>,
     /// Late (`udp_delay`) answers waiting to be sent.
     late: hooks::LateAnswers,
+    /// The value in force of every setting, for the faults' `when=KEY=VALUE` conditions;
+    /// read only while a fault is set.
+    settings: RwLock<BTreeMap<&'static str, String>>,
     /// Where `clock_wrap` jumps to: the protocol's wrap instant, handed in by the service
     /// (the runtime knows no protocol); `None`: the fault leaves the clock alone.
     wrap_at: Option<SystemTime>,
@@ -83,6 +86,8 @@ pub struct ActiveFault {
     pub age_seconds: f64,
     /// Seconds until it expires; absent: until cleared.
     pub expires_in_seconds: Option<f64>,
+    /// Whether it acts now (false while its `when=` condition does not hold).
+    pub in_effect: bool,
 }
 
 impl Faults {
@@ -102,8 +107,29 @@ impl Faults {
             loads: Mutex::new(()),
             late: hooks::LateAnswers::default(),
             generation: AtomicU64::new(0),
+            settings: RwLock::new(BTreeMap::new()),
             wrap_at,
         }))
+    }
+
+    /// Publishes the settings in force (at start and after each reload).
+    pub fn set_settings(&self, settings: BTreeMap<&'static str, String>) {
+        *self.0.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
+    }
+
+    /// Whether the service has a setting `key` (a `when=` must name one).
+    pub fn has_setting(&self, key: &str) -> bool {
+        let settings = self.0.settings.read().unwrap_or_else(|p| p.into_inner());
+        settings.contains_key(key)
+    }
+
+    /// Whether `entry` acts now: not expired, and its condition (if any) holds.
+    pub(super) fn in_effect(&self, entry: &Entry, now: Instant) -> bool {
+        entry.live(now)
+            && entry.request.when.as_ref().is_none_or(|(key, value)| {
+                let settings = self.0.settings.read().unwrap_or_else(|p| p.into_inner());
+                settings.get(key.as_str()) == Some(value)
+            })
     }
 
     /// Whether any fault is set: the hot paths' fast check.
@@ -157,7 +183,8 @@ impl Faults {
             origin,
             "fault set"
         );
-        let shown = snapshot(kind, &entry, now);
+        let mut shown = snapshot(kind, &entry, now);
+        shown.in_effect = self.in_effect(&entry, now);
         // The old entry (and its load) is dropped after the lock is released.
         let _old = {
             let mut table = self.table_mut();
@@ -251,7 +278,11 @@ impl Faults {
         self.table()
             .iter()
             .filter(|(_, entry)| entry.live(now))
-            .map(|(kind, entry)| snapshot(*kind, entry, now))
+            .map(|(kind, entry)| {
+                let mut shown = snapshot(*kind, entry, now);
+                shown.in_effect = self.in_effect(entry, now);
+                shown
+            })
             .collect()
     }
 
@@ -262,7 +293,8 @@ impl Faults {
         }
         let table = self.table();
         let entry = table.get(&kind)?;
-        entry.live(Instant::now()).then_some(entry.request.fault)
+        self.in_effect(entry, Instant::now())
+            .then_some(entry.request.fault)
     }
 
     /// The fault of `kind`, if set and its probability strikes this time.
@@ -280,6 +312,7 @@ fn snapshot(kind: FaultKind, entry: &Entry, now: Instant) -> ActiveFault {
         expires_in_seconds: entry
             .expires_at
             .map(|at| at.saturating_duration_since(now).as_secs_f64()),
+        in_effect: entry.request.when.is_none(),
     }
 }
 

@@ -96,17 +96,20 @@ pub enum AdminRefusal {
     Unauthorized,
     /// A request for a `Host` the admin port does not answer (DNS rebinding guard).
     Host,
+    /// A trainee's token on a route that is the trainer's (the faults).
+    Forbidden,
 }
 
 impl AdminRefusal {
     /// Every reason, each created at zero.
-    pub const ALL: [AdminRefusal; 6] = [
+    pub const ALL: [AdminRefusal; 7] = [
         AdminRefusal::Cap,
         AdminRefusal::Evicted,
         AdminRefusal::HeaderTimeout,
         AdminRefusal::RequestTimeout,
         AdminRefusal::Unauthorized,
         AdminRefusal::Host,
+        AdminRefusal::Forbidden,
     ];
 
     /// The `reason` label.
@@ -118,6 +121,7 @@ impl AdminRefusal {
             AdminRefusal::RequestTimeout => "request_timeout",
             AdminRefusal::Unauthorized => "unauthorized",
             AdminRefusal::Host => "host",
+            AdminRefusal::Forbidden => "forbidden",
         }
     }
 }

@@ -470,9 +470,9 @@ struct TransportMetrics {
     bytes_received: IntCounter,
     bytes_sent: IntCounter,
     /// Indexed like [`RejectReason::ALL`] (TCP).
-    rejected: Option<[IntCounter; 3]>,
+    rejected: Option<[IntCounter; 4]>,
     /// Indexed like [`DropReason::ALL`] (UDP).
-    dropped: Option<[IntCounter; 5]>,
+    dropped: Option<[IntCounter; 6]>,
     /// Indexed like [`ErrorKind::ALL`].
     errors: [Option<IntCounter>; 9],
 }

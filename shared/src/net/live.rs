@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::limits::DenyList;
 use crate::options::{TcpOptions, UdpOptions};
 use crate::telemetry::Sampler;
 
@@ -16,6 +17,8 @@ pub(crate) struct Tunables {
     pub tcp: TcpOptions,
     /// Loop guard and rate limits.
     pub udp: UdpOptions,
+    /// Sources refused on both transports.
+    pub deny: DenyList,
     /// Which connections get a span.
     pub tcp_spans: Sampler,
     /// Which datagrams get a span.

@@ -94,6 +94,7 @@ impl<S: Service> Datapath<S> {
         spec: &ServiceSpec,
         tcp: TcpOptions,
         udp: UdpOptions,
+        deny: crate::limits::DenyList,
         instruments: Instruments<'_>,
         shutdown: Shutdown,
     ) -> Self {
@@ -108,6 +109,7 @@ impl<S: Service> Datapath<S> {
         let tunables = Tunables {
             tcp,
             udp: udp.clone(),
+            deny,
             tcp_spans: sampler(instruments.traces, |traces| traces.tcp_ratio),
             udp_spans: sampler(instruments.traces, |traces| traces.udp_ratio),
         };
@@ -204,7 +206,13 @@ fn sampler(traces: Option<&TraceConfig>, ratio: fn(&TraceConfig) -> f64) -> Samp
 impl Controls {
     /// Applies reloaded options to new work: connections and datagrams from now on get
     /// them, those in progress keep theirs. The design never changes live.
-    pub(crate) fn apply(&self, mut tcp: TcpOptions, mut udp: UdpOptions, traces: &TraceConfig) {
+    pub(crate) fn apply(
+        &self,
+        mut tcp: TcpOptions,
+        mut udp: UdpOptions,
+        deny: crate::limits::DenyList,
+        traces: &TraceConfig,
+    ) {
         let old = self.tunables.reader().get().clone();
         tcp.concurrency = old.tcp.concurrency;
         udp.concurrency = old.udp.concurrency;
@@ -228,6 +236,7 @@ impl Controls {
         self.tunables.set(Tunables {
             tcp,
             udp,
+            deny,
             tcp_spans: sampler(traces, |traces| traces.tcp_ratio),
             udp_spans: sampler(traces, |traces| traces.udp_ratio),
         });

@@ -171,6 +171,10 @@ impl<S: Service> TcpServer<S> {
         peer: SocketAddr,
     ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let meter = &self.conn.meter;
+        if self.tunables.get().deny.denies(peer.ip()) {
+            refuse(stream, meter, RejectReason::Denied);
+            return None;
+        }
         if self.conn.faults.refuse() {
             refuse(stream, meter, RejectReason::Fault);
             return None;

@@ -96,6 +96,10 @@ impl<S: Service> UdpServer<S> {
             self.meter.received(len);
             let tunables = self.tunables.get();
             let spans = tunables.udp_spans;
+            if tunables.deny.denies(source.ip()) {
+                self.meter.dropped(DropReason::Denied);
+                continue;
+            }
             if tunables.udp.loop_guard {
                 let verdict = loop_guard(source, &self.own_ports, &tunables.udp.loop_guard_ports);
                 if let Some(reason) = verdict {
