@@ -12,6 +12,9 @@ use reqwest::StatusCode;
 /// Why a fault command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
+    /// The token's role may not do this (a trainee's token on the faults).
+    #[error("forbidden (403): {0}")]
+    Forbidden(String),
     /// The service refused the token (or none was sent).
     #[error("refused (401): missing or wrong token; give --token-file or set INETSVC_ADMIN_TOKEN")]
     Unauthorized,
@@ -59,6 +62,8 @@ pub struct AdminClient {
     base: String,
     token: String,
     http: Client,
+    /// Sent as `X-Inetsvc-Actor`, for the service's audit trail.
+    actor: String,
 }
 
 impl AdminClient {
@@ -72,7 +77,18 @@ impl AdminClient {
                     url: base.clone(),
                     reason: e.to_string(),
                 })?;
-        Ok(AdminClient { base, token, http })
+        Ok(AdminClient {
+            base,
+            token,
+            http,
+            actor: "inetsvc-cli".to_owned(),
+        })
+    }
+
+    /// The same client naming itself `actor` in the audit trail.
+    pub fn with_actor(mut self, actor: &str) -> Self {
+        actor.clone_into(&mut self.actor);
+        self
     }
 
     fn send(
@@ -86,6 +102,7 @@ impl AdminClient {
             .http
             .request(method, &url)
             .bearer_auth(&self.token)
+            .header("X-Inetsvc-Actor", &self.actor)
             .body(body)
             .send()
             .map_err(|e| FaultError::Unreachable {
@@ -101,6 +118,7 @@ impl AdminClient {
                 body: format!("not JSON ({e}): {body}"),
             }),
             StatusCode::UNAUTHORIZED => Err(FaultError::Unauthorized),
+            StatusCode::FORBIDDEN => Err(FaultError::Forbidden(body.trim().to_owned())),
             StatusCode::NOT_FOUND => Err(FaultError::Disabled(self.base.clone())),
             StatusCode::BAD_REQUEST => Err(FaultError::Invalid(
                 serde_json::from_str::<serde_json::Value>(&body)
@@ -137,6 +155,45 @@ impl AdminClient {
             None => "/admin/faults".to_owned(),
         };
         self.send(reqwest::Method::DELETE, &path, String::new())
+    }
+}
+
+impl AdminClient {
+    /// `GET /admin/settings`: every live key's value in force, and the overrides.
+    pub fn settings(&self) -> Result<serde_json::Value, FaultError> {
+        self.send(reqwest::Method::GET, "/admin/settings", String::new())
+    }
+
+    /// `PUT /admin/settings/{key}`: a live change, above the configuration.
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<serde_json::Value, FaultError> {
+        self.send(
+            reqwest::Method::PUT,
+            &format!("/admin/settings/{key}"),
+            value.to_owned(),
+        )
+    }
+
+    /// `DELETE /admin/settings/{key}`: back to the configuration's value.
+    pub fn unset_setting(&self, key: &str) -> Result<serde_json::Value, FaultError> {
+        self.send(
+            reqwest::Method::DELETE,
+            &format!("/admin/settings/{key}"),
+            String::new(),
+        )
+    }
+
+    /// `POST /admin/reload`.
+    pub fn reload(&self) -> Result<serde_json::Value, FaultError> {
+        self.send(reqwest::Method::POST, "/admin/reload", String::new())
+    }
+
+    /// `GET /admin/audit?since=N`: the changes after number `since`.
+    pub fn audit(&self, since: u64) -> Result<serde_json::Value, FaultError> {
+        self.send(
+            reqwest::Method::GET,
+            &format!("/admin/audit?since={since}"),
+            String::new(),
+        )
     }
 }
 

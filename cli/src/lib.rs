@@ -1,10 +1,11 @@
 //! The `inetsvc` command line's library: how to name a server ([`target`]), the book's
 //! chapter 7 clients ([`client`]), the prober ([`probe`]), the load generator
-//! ([`bench`]) and the fault-injection client ([`fault`]).
+//! ([`bench`]), the admin API client ([`fault`]) and the game days ([`gameday`]).
 
 pub mod bench;
 pub mod client;
 pub mod exporter;
 pub mod fault;
+pub mod gameday;
 pub mod probe;
 pub mod target;

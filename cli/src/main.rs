@@ -54,6 +54,10 @@ enum Command {
     Bench(BenchArgs),
     /// Set, clear or list injected faults through a service's admin API (training).
     Fault(FaultArgs),
+    /// Read and change a service's live settings, reload it, read its audit trail.
+    Admin(AdminArgs),
+    /// Timed, graded training exercises against the real alerts (docs/training/).
+    Gameday(inetsvc_cli::gameday::command::GamedayArgs),
     /// Exit 0 if URL answers 200, else 1: the prober container's health check (the image
     /// has no shell or curl).
     Healthcheck {
@@ -77,6 +81,49 @@ struct FaultArgs {
     json: bool,
     #[command(subcommand)]
     action: FaultAction,
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// The service's admin address: HOST:PORT, a URL, or echo|daytime|time for its
+    /// default admin port on 127.0.0.1.
+    #[arg(long, short = 'a', default_value = "echo", global = true)]
+    admin: String,
+    /// File holding the bearer token, the trainer's or the trainee's (default: the
+    /// INETSVC_ADMIN_TOKEN variable).
+    #[arg(long, global = true)]
+    token_file: Option<std::path::PathBuf>,
+    /// Print the service's JSON answer instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    action: AdminAction,
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Every live setting's value in force, and those set through the API.
+    Settings,
+    /// Set a live setting now, above the configuration (until `unset`).
+    Set {
+        /// A live key (see `settings`).
+        key: String,
+        /// Its new value.
+        value: String,
+    },
+    /// Drop the value set through the API: the configuration's applies again.
+    Unset {
+        /// The key.
+        key: String,
+    },
+    /// Read the configuration again (as SIGHUP does).
+    Reload,
+    /// The changes made through the admin plane, oldest first.
+    Audit {
+        /// Only those after this number.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -291,6 +338,8 @@ fn main() -> ExitCode {
         Command::Probe(args) => run_probe(args),
         Command::Bench(args) => run_bench(args),
         Command::Fault(args) => run_fault(args),
+        Command::Admin(args) => run_admin(args),
+        Command::Gameday(args) => inetsvc_cli::gameday::command::run(args),
         Command::Healthcheck { url } => {
             let answer = reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(3))
@@ -439,19 +488,117 @@ fn run_probe(args: ProbeArgs) -> ExitCode {
     }
 }
 
-fn run_fault(args: FaultArgs) -> ExitCode {
-    use inetsvc_cli::fault::{self, AdminClient, FaultError};
-    let token = match &args.token_file {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => text.trim().to_owned(),
-            Err(error) => return usage(format!("--token-file {}: {error}", path.display())),
-        },
+/// The admin API client of `admin` with the token from `token_file` or the environment.
+fn admin_client(
+    admin: &str,
+    token_file: Option<&std::path::Path>,
+) -> Result<inetsvc_cli::fault::AdminClient, String> {
+    use inetsvc_cli::fault::{self, AdminClient};
+    let token = match token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|text| text.trim().to_owned())
+            .map_err(|error| format!("--token-file {}: {error}", path.display()))?,
         None => std::env::var("INETSVC_ADMIN_TOKEN").unwrap_or_default(),
     };
-    let base = fault::base_url(&args.admin);
-    let client = match AdminClient::new(base, token, Duration::from_secs(5)) {
+    AdminClient::new(fault::base_url(admin), token, Duration::from_secs(5))
+        .map_err(|e| e.to_string())
+}
+
+/// Prints an admin answer (text or JSON) or the error, with the exit code it calls for.
+fn admin_outcome(
+    command: &str,
+    json_output: bool,
+    outcome: Result<(serde_json::Value, String), inetsvc_cli::fault::FaultError>,
+) -> ExitCode {
+    use inetsvc_cli::fault::FaultError;
+    match outcome {
+        Ok((answer, text)) => {
+            if json_output {
+                println!("{answer}");
+            } else {
+                print!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(FaultError::Invalid(reason)) => usage(reason),
+        Err(error) => {
+            eprintln!("inetsvc {command}: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_admin(args: AdminArgs) -> ExitCode {
+    let client = match admin_client(&args.admin, args.token_file.as_deref()) {
         Ok(client) => client,
-        Err(error) => return usage(error.to_string()),
+        Err(reason) => return usage(reason),
+    };
+    let settings_text = |answer: &serde_json::Value| {
+        let mut text = String::new();
+        let overrides = &answer["overrides"];
+        for (key, value) in answer["settings"].as_object().into_iter().flatten() {
+            let mark = if overrides.get(key).is_some() {
+                "  (set through the API)"
+            } else {
+                ""
+            };
+            text.push_str(&format!(
+                "{key:<28} {}{mark}\n",
+                value.as_str().unwrap_or("")
+            ));
+        }
+        text
+    };
+    let outcome = match &args.action {
+        AdminAction::Settings => client.settings().map(|a| {
+            let text = settings_text(&a);
+            (a, text)
+        }),
+        AdminAction::Set { key, value } => client.set_setting(key, value).map(|a| {
+            let text = format!("{key} = {value} (generation {})\n", a["generation"]);
+            (a, text)
+        }),
+        AdminAction::Unset { key } => client.unset_setting(key).map(|a| {
+            let value = a["settings"][key].as_str().unwrap_or("").to_owned();
+            (a, format!("{key} = {value} (from the configuration)\n"))
+        }),
+        AdminAction::Reload => client.reload().map(|a| {
+            let text = format!(
+                "reloaded: generation {}, applied {}\n",
+                a["generation"], a["applied"]
+            );
+            (a, text)
+        }),
+        AdminAction::Audit { since } => client.audit(*since).map(|a| {
+            let mut text = String::new();
+            for entry in a["entries"].as_array().into_iter().flatten() {
+                let time = entry["time"].as_f64().unwrap_or(0.0);
+                let shown = DateTime::<Utc>::from(
+                    SystemTime::UNIX_EPOCH + Duration::from_secs_f64(time.max(0.0)),
+                );
+                text.push_str(&format!(
+                    "{:>4} {} {:<8} {:<22} {:<10} {:<16} {} → {}\n",
+                    entry["seq"],
+                    shown.format("%Y-%m-%dT%H:%M:%SZ"),
+                    entry["role"].as_str().unwrap_or(""),
+                    entry["origin"].as_str().unwrap_or(""),
+                    entry["actor"].as_str().unwrap_or(""),
+                    entry["action"].as_str().unwrap_or(""),
+                    entry["subject"].as_str().unwrap_or(""),
+                    entry["outcome"].as_str().unwrap_or("")
+                ));
+            }
+            (a, text)
+        }),
+    };
+    admin_outcome("admin", args.json, outcome)
+}
+
+fn run_fault(args: FaultArgs) -> ExitCode {
+    use inetsvc_cli::fault;
+    let client = match admin_client(&args.admin, args.token_file.as_deref()) {
+        Ok(client) => client,
+        Err(reason) => return usage(reason),
     };
     let outcome = match &args.action {
         FaultAction::Set {
@@ -496,21 +643,7 @@ fn run_fault(args: FaultArgs) -> ExitCode {
             (answer, text)
         }),
     };
-    match outcome {
-        Ok((answer, text)) => {
-            if args.json {
-                println!("{answer}");
-            } else {
-                print!("{text}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(FaultError::Invalid(reason)) => usage(reason),
-        Err(error) => {
-            eprintln!("inetsvc fault: {error}");
-            ExitCode::from(1)
-        }
-    }
+    admin_outcome("fault", args.json, outcome)
 }
 
 /// An IPv6 host in brackets, so that a port can follow it.
