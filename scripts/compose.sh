@@ -2,10 +2,12 @@
 # Sourced by scripts/offline-stack and scripts/training (from the checkout's root): the one
 # place that picks the compose command and says what the offline variant of the stack is.
 
-# `docker compose` (v2 and later) where it is installed, else Debian's docker-compose 1.29;
-# the arguments are the compose file options, then the command.
+# `docker compose` (v2 and later) where it is installed, else Debian's docker-compose 1.29.
+if docker compose version >/dev/null 2>&1; then compose_argv=(docker compose); else compose_argv=(docker-compose); fi
+
+# The compose command; the arguments are the compose file options, then the command.
 compose_with() {
-  if docker compose version >/dev/null 2>&1; then docker compose "$@"; else docker-compose "$@"; fi
+  "${compose_argv[@]}" "$@"
 }
 
 # The offline stack's services: Grafana and Jaeger need their images from a registry.

@@ -45,11 +45,17 @@ pub enum FaultError {
 }
 
 /// The admin base URL for `admin`: `http://HOST:PORT`, `HOST:PORT`, or a service name
-/// (`echo`, `daytime`, `time`) for that service's default admin port on 127.0.0.1.
+/// (`echo`, `daytime`, `time`): the address in `INETSVC_ECHO_ADMIN` (and so on) when set
+/// (a trainee's stack with its ports moved: scripts/gameday sets them), else that
+/// service's default admin port on 127.0.0.1.
 pub fn base_url(admin: &str) -> String {
     let admin = admin.trim_end_matches('/');
     if let Some(protocol) = Protocol::ALL.into_iter().find(|p| p.name() == admin) {
-        return format!("http://127.0.0.1:{}", protocol.admin_port());
+        let variable = format!("INETSVC_{}_ADMIN", protocol.name().to_uppercase());
+        return match std::env::var(&variable) {
+            Ok(address) if !address.trim().is_empty() => base_url(address.trim()),
+            _ => format!("http://127.0.0.1:{}", protocol.admin_port()),
+        };
     }
     match admin {
         _ if admin.starts_with("http://") || admin.starts_with("https://") => admin.to_owned(),

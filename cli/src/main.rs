@@ -578,7 +578,7 @@ fn run_admin(args: AdminArgs) -> ExitCode {
                 );
                 text.push_str(&format!(
                     "{:>4} {} {:<8} {:<22} {:<10} {:<16} {} → {}\n",
-                    entry["seq"],
+                    entry["seq"].as_u64().unwrap_or(0),
                     shown.format("%Y-%m-%dT%H:%M:%SZ"),
                     entry["role"].as_str().unwrap_or(""),
                     entry["origin"].as_str().unwrap_or(""),

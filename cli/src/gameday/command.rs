@@ -14,9 +14,10 @@ use super::{now, traffic, Game, Outcome, Run};
 /// `inetsvc gameday`.
 #[derive(Args)]
 pub struct GamedayArgs {
-    /// The game directory: stack.json (from scripts/gameday), run.json, results/.
-    #[arg(long, default_value = "gameday", global = true)]
-    dir: PathBuf,
+    /// The game directory: stack.json (from scripts/gameday), run.json, results/
+    /// [default: $INETSVC_GAMEDAY_DIR, else ./gameday].
+    #[arg(long, global = true)]
+    dir: Option<PathBuf>,
     #[command(subcommand)]
     action: Action,
 }
@@ -89,8 +90,8 @@ enum Action {
 struct TrafficArgs {
     /// `clients`, `hold` or `chargen`.
     kind: String,
-    /// Where to, HOST:PORT.
-    target: std::net::SocketAddr,
+    /// Where to, HOST:PORT (a name is resolved: `echod:7` inside the stack).
+    target: String,
     /// How long.
     #[arg(long = "for", value_parser = humantime::parse_duration)]
     lasts: Duration,
@@ -119,7 +120,13 @@ pub fn run(args: GamedayArgs) -> ExitCode {
         Action::Traffic(t) => play_traffic(&t),
         Action::Report { files, junit } => report(&files, junit.as_deref()),
         Action::Docs { folder, check } => docs(&catalogue, &folder, check),
-        action => Game::open(&args.dir).and_then(|game| play(&game, &catalogue, action)),
+        action => {
+            let dir = args
+                .dir
+                .or_else(|| std::env::var_os("INETSVC_GAMEDAY_DIR").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("gameday"));
+            Game::open(&dir).and_then(|game| play(&game, &catalogue, action))
+        }
     };
     match result {
         Ok(code) => code,
@@ -267,17 +274,24 @@ fn play(game: &Game, catalogue: &Catalogue, action: Action) -> Result<ExitCode, 
 }
 
 fn play_traffic(args: &TrafficArgs) -> Result<ExitCode, String> {
+    use std::net::ToSocketAddrs;
     let until = Instant::now() + args.lasts;
+    let target = args
+        .target
+        .to_socket_addrs()
+        .map_err(|e| format!("{}: {e}", args.target))?
+        .next()
+        .ok_or_else(|| format!("{}: no address", args.target))?;
     match args.kind.as_str() {
-        "clients" => traffic::clients(args.target, args.every, args.udp, until),
-        "hold" => traffic::hold(args.target, args.connections, args.source, until),
+        "clients" => traffic::clients(target, args.every, args.udp, until),
+        "hold" => traffic::hold(target, args.connections, args.source, until),
         "chargen" => {
-            let source = args.source.unwrap_or(if args.target.is_ipv4() {
+            let source = args.source.unwrap_or(if target.is_ipv4() {
                 IpAddr::from([0, 0, 0, 0])
             } else {
                 IpAddr::from([0u16; 8])
             });
-            traffic::chargen(args.target, args.every, source, until)
+            traffic::chargen(target, args.every, source, until)
                 .map_err(|e| format!("chargen from port {}: {e}", traffic::CHARGEN_PORT))?;
         }
         other => return Err(format!("no traffic kind `{other}`; clients, hold, chargen")),

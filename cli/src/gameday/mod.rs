@@ -37,6 +37,10 @@ pub const RUNNER: &str = "gameday";
 /// The actor of the settings a scenario pushes: what a deployment pipeline would be.
 pub const DEPLOY: &str = "deploy";
 
+/// Longest wait at the start for the alerts of a previous game to resolve, shipped
+/// duration: the slow latency-burn alert needs its 30-minute window to clear.
+const QUIET_WAIT: Duration = Duration::from_secs(40 * 60);
+
 /// Server timeouts that `--compress` divides along with the alert windows.
 const COMPRESSED_KEYS: [&str; 3] = ["idle_timeout", "write_timeout", "max_connection_time"];
 
@@ -308,6 +312,29 @@ impl Game {
         Ok(())
     }
 
+    /// Waits until none of the scenario's alerts is pending or firing, so that the times
+    /// measured are this game's and not the last one's.
+    fn wait_quiet(&self, scenario: &Scenario, patience: Duration) -> Result<(), String> {
+        let prometheus = self.prometheus()?;
+        let query = alerts_selector(&scenario.alert_names(), &scenario.services(), "");
+        let deadline = std::time::Instant::now() + patience;
+        let mut told = false;
+        while prometheus.count_now(&query)? > 0 {
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "the scenario's alerts are still active after {}: {query}",
+                    humantime::format_duration(patience)
+                ));
+            }
+            if !told {
+                eprintln!("waiting for the alerts of an earlier game to resolve…");
+                told = true;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        Ok(())
+    }
+
     /// Starts `scenario`: resets the stack, compresses the timeouts, pushes, injects,
     /// starts the traffic, and saves the run.
     pub fn start(
@@ -327,6 +354,7 @@ impl Game {
         }
         self.reset()?;
         let compress = compress.max(1);
+        self.wait_quiet(scenario, QUIET_WAIT / compress)?;
         let mut audit_since = BTreeMap::new();
         for service in ["echo", "daytime", "time"] {
             let admin = self.admin(service, RUNNER)?;

@@ -70,6 +70,12 @@ impl Prometheus {
         Ok(samples)
     }
 
+    /// How many series `query` returns now.
+    pub fn count_now(&self, query: &str) -> Result<usize, String> {
+        let t = super::now();
+        Ok(self.samples(query, t, t)?.len())
+    }
+
     /// When the first sample of `query` in [start, end] was, if any.
     pub fn first(&self, query: &str, start: f64, end: f64) -> Result<Option<f64>, String> {
         Ok(self.samples(query, start, end)?.first().map(|s| s.0))

@@ -65,6 +65,10 @@ pub struct Scenario {
     pub traffic: Vec<Traffic>,
     /// Every alert that fires.
     pub alerts: Vec<AlertRef>,
+    /// Alerts that may fire too, depending on how long the trainee takes or on chance
+    /// (a check that fails half the time).
+    #[serde(default)]
+    pub also: Vec<AlertRef>,
     /// All must hold for a victory.
     pub remedy: Vec<Remedy>,
 }
@@ -239,18 +243,34 @@ impl Catalogue {
 }
 
 impl Scenario {
-    /// `` `Alert` (service), … `` in the listed order.
+    /// `` `Alert` (service), … `` in the listed order, then those that may fire too.
     pub fn alert_list(&self) -> String {
-        self.alerts
-            .iter()
-            .map(|a| format!("`{}` ({})", a.alert, a.service))
-            .collect::<Vec<_>>()
-            .join(", ")
+        let list = |alerts: &[AlertRef]| {
+            alerts
+                .iter()
+                .map(|a| format!("`{}` ({})", a.alert, a.service))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut out = list(&self.alerts);
+        if !self.also.is_empty() {
+            out.push_str(&format!("; may also fire: {}", list(&self.also)));
+        }
+        if !self.inject.is_empty() {
+            out.push_str("; and `InetsvcFaultInjected` for the trainer");
+        }
+        out
     }
 
-    /// The alert names, deduplicated, for a PromQL matcher.
+    /// The alert names (those that fire and those that may), deduplicated, for a PromQL
+    /// matcher.
     pub fn alert_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.alerts.iter().map(|a| a.alert.as_str()).collect();
+        let mut names: Vec<&str> = self
+            .alerts
+            .iter()
+            .chain(&self.also)
+            .map(|a| a.alert.as_str())
+            .collect();
         names.sort_unstable();
         names.dedup();
         names
@@ -261,6 +281,7 @@ impl Scenario {
         let mut names: Vec<&str> = self
             .alerts
             .iter()
+            .chain(&self.also)
             .map(|a| a.service.as_str())
             .chain(self.remedy.iter().map(|r| r.service.as_str()))
             .collect();

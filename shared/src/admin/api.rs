@@ -224,30 +224,36 @@ async fn trainer_only(State(state): State<AdminState>, request: Request, next: N
     let caller = request.extensions().get::<Caller>().cloned();
     match caller {
         Some(caller) if caller.role == Role::Trainee => {
-            if let Some(metrics) = &state.metrics {
-                metrics.admin_refused(AdminRefusal::Forbidden);
-            }
-            let action = match *request.method() {
-                axum::http::Method::GET => "fault.list",
-                axum::http::Method::PUT => "fault.set",
+            let action = match (request.method().as_str(), request.uri().path()) {
+                ("GET", _) => "fault.list",
+                ("PUT", _) => "fault.set",
+                (_, "/admin/faults") => "fault.clear_all",
                 _ => "fault.clear",
             };
             let subject: String = request.uri().path().chars().take(80).collect();
-            record(
-                &state,
-                &caller,
-                action,
-                subject,
-                "forbidden: the trainee token cannot change or read faults",
-            );
-            (
-                StatusCode::FORBIDDEN,
-                "forbidden: faults are the trainer's; the trainee token may read settings and the audit trail and change live settings\n",
-            )
-                .into_response()
+            forbid(&state, &caller, action, subject)
         }
         _ => next.run(request).await,
     }
+}
+
+/// Refuses a trainee what is the trainer's: 403, counted, written to the trail.
+fn forbid(state: &AdminState, caller: &Caller, action: &'static str, subject: String) -> Response {
+    if let Some(metrics) = &state.metrics {
+        metrics.admin_refused(AdminRefusal::Forbidden);
+    }
+    record(
+        state,
+        caller,
+        action,
+        subject,
+        "forbidden: faults are the trainer's",
+    );
+    (
+        StatusCode::FORBIDDEN,
+        "forbidden: faults are the trainer's; the trainee token may read settings and the audit trail, change live settings and reload\n",
+    )
+        .into_response()
 }
 
 fn record(
@@ -349,12 +355,7 @@ async fn set_setting(
     }
     // The faults are the trainer's, whichever way they are set.
     if key == "faults" && caller.role == Role::Trainee {
-        record(&state, &caller, "settings.set", subject, "forbidden");
-        return (
-            StatusCode::FORBIDDEN,
-            "forbidden: faults are the trainer's\n",
-        )
-            .into_response();
+        return forbid(&state, &caller, "settings.set", subject);
     }
     change(
         &state,
@@ -373,12 +374,7 @@ async fn unset_setting(
 ) -> Response {
     let key: String = key.chars().take(80).collect();
     if key == "faults" && caller.role == Role::Trainee {
-        record(&state, &caller, "settings.unset", key, "forbidden");
-        return (
-            StatusCode::FORBIDDEN,
-            "forbidden: faults are the trainer's\n",
-        )
-            .into_response();
+        return forbid(&state, &caller, "settings.unset", key);
     }
     change(
         &state,
