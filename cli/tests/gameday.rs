@@ -206,35 +206,6 @@ impl Stage {
     }
 }
 
-/// The trainee's commands of the scenario's solution: the remedy as an operator applies it.
-fn solve(stage: &Stage, scenario: &Scenario, offender: IpAddr) {
-    for remedy in &scenario.remedy {
-        let way = &remedy.any[0];
-        let value = match (&way.equals, &way.not_equals, way.at_most, &way.covers) {
-            (Some(value), ..) => Some(value.clone()),
-            (_, Some(_), ..) => None, // rolled back: the configuration's value again
-            (_, _, Some(most), _) => Some((most / 2).to_string()),
-            (_, _, _, Some(_)) => Some(offender.to_string()),
-            _ => unreachable!("checked by the catalogue's test"),
-        };
-        let output = match &value {
-            Some(value) => stage.as_role(
-                "trainee",
-                "admin",
-                &remedy.service,
-                &["set", &way.key, value],
-            ),
-            None => stage.as_role("trainee", "admin", &remedy.service, &["unset", &way.key]),
-        };
-        assert!(
-            output.status.success(),
-            "{}: {}",
-            scenario.name,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-}
-
 /// The trainer undoes the injection by hand, the way a trainer tired of waiting would.
 fn undo_by_hand(stage: &Stage, scenario: &Scenario) {
     let output = if let Some(inject) = scenario.inject.first() {
@@ -365,7 +336,16 @@ fn play(name: &str, offender: &str) {
     assert!(stage.play(&["hint"]).contains("Hint 1 of"));
     assert!(stage.play(&["diagnose", &scenario.cause]).contains("Right"));
     stage.every_alert_fires(&scenario);
-    solve(&stage, &scenario, offender);
+    assert!(stage
+        .play(&["wait", "--firing"])
+        .contains("every listed alert fired"));
+    // The remedy, with the trainee's token (the autopilot applies the first way).
+    let token = stage
+        .dir
+        .join("trainee.token")
+        .to_string_lossy()
+        .into_owned();
+    stage.play(&["solve", "--token-file", &token]);
     let waited = stage.play(&["wait"]);
     let won = waited.starts_with(&format!("# Game day: {name} — victory"));
     if !won {
@@ -389,6 +369,13 @@ fn play(name: &str, offender: &str) {
     for time in ["first_firing_at", "remedy_at", "resolved_at", "victory_at"] {
         assert!(run[time].is_f64(), "{time}: {run}");
     }
+    assert!(
+        run["remedy"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("(by the trainee)"),
+        "{run}"
+    );
     check_results(&stage, &scenario, "victory");
     // The list is whole: what fired during the game is what the scenario lists (besides
     // InetsvcFaultInjected, which every fault raises for the trainer).

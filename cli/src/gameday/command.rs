@@ -63,7 +63,19 @@ enum Action {
     /// End the game (after the outcome, or to abandon it), show the solution, reset the stack.
     Stop,
     /// Wait until the outcome is decided (victory, time box, give-up), then print it.
-    Wait,
+    Wait {
+        /// Wait only until every alert the scenario lists has fired.
+        #[arg(long)]
+        firing: bool,
+    },
+    /// The autopilot: apply the scenario's remedy with the trainee's token, as the trainee
+    /// would (demonstrations, the soak script, the tests).
+    #[command(hide = true)]
+    Solve {
+        /// The trainee's token.
+        #[arg(long)]
+        token_file: PathBuf,
+    },
     /// Rank finished runs from their JSON results.
     Report {
         /// Result files (results/*.json).
@@ -260,12 +272,31 @@ fn play(game: &Game, catalogue: &Catalogue, action: Action) -> Result<ExitCode, 
             game.save(&run)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Action::Wait => {
+        Action::Wait { firing: false } => {
             while run.outcome.is_none() {
                 std::thread::sleep(Duration::from_secs(1));
                 game.evaluate(&mut run, &scenario)?;
             }
             print!("{}", results::summary(&run));
+        }
+        Action::Wait { firing: true } => {
+            while run.outcome.is_none() && !game.all_fired(&run, &scenario)? {
+                std::thread::sleep(Duration::from_secs(1));
+                game.evaluate(&mut run, &scenario)?;
+            }
+            println!(
+                "{}",
+                if run.outcome.is_none() {
+                    "every listed alert fired"
+                } else {
+                    "the game ended first"
+                }
+            );
+        }
+        Action::Solve { token_file } => {
+            for line in game.solve(&run, &scenario, &token_file)? {
+                println!("{line}");
+            }
         }
         _ => unreachable!("handled before"),
     }

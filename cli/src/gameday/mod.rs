@@ -663,6 +663,65 @@ impl Game {
     }
 }
 
+impl Game {
+    /// Whether every alert the scenario lists has fired since the start.
+    pub fn all_fired(&self, run: &Run, scenario: &Scenario) -> Result<bool, String> {
+        let prometheus = self.prometheus()?;
+        for alert in &scenario.alerts {
+            let query = alerts_selector(&[&alert.alert], &[&alert.service], "firing");
+            if prometheus.first(&query, run.started_at, now())?.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Applies the first way of every remedy with the trainee's token (actor
+    /// `autopilot`); returns what it did.
+    pub fn solve(
+        &self,
+        run: &Run,
+        scenario: &Scenario,
+        token_file: &Path,
+    ) -> Result<Vec<String>, String> {
+        let token = std::fs::read_to_string(token_file)
+            .map_err(|e| format!("{}: {e}", token_file.display()))?;
+        let mut done = Vec::new();
+        for remedy in &scenario.remedy {
+            let way = remedy.any.first().ok_or("a remedy without a way")?;
+            let endpoint = &self.stack.services[&remedy.service];
+            let admin = AdminClient::new(
+                endpoint.admin.clone(),
+                token.trim().to_owned(),
+                Duration::from_secs(5),
+            )
+            .map_err(|e| e.to_string())?
+            .with_actor("autopilot");
+            let value = match (&way.equals, &way.not_equals, way.at_most, &way.covers) {
+                (Some(value), ..) => Some(value.clone()),
+                (_, Some(_), ..) => None,
+                (_, _, Some(most), _) => Some((most / 2).max(1).to_string()),
+                (_, _, _, Some(_)) => Some(
+                    run.offender
+                        .ok_or("the offender's address is not known")?
+                        .to_string(),
+                ),
+                _ => return Err(format!("{}: a way with no condition", scenario.name)),
+            };
+            match &value {
+                Some(value) => admin.set_setting(&way.key, value),
+                None => admin.unset_setting(&way.key),
+            }
+            .map_err(|e| format!("{}: {}: {e}", remedy.service, way.key))?;
+            done.push(match value {
+                Some(value) => format!("{}: set {} {value}", remedy.service, way.key),
+                None => format!("{}: unset {}", remedy.service, way.key),
+            });
+        }
+        Ok(done)
+    }
+}
+
 /// The last change to `key` in a trail: a `settings.set`/`settings.unset` of it, or a
 /// reload (a file edited, SIGHUP, `POST /admin/reload`), whichever came last.
 fn last_change<'a>(trail: &'a [serde_json::Value], key: &str) -> Option<&'a serde_json::Value> {
