@@ -67,26 +67,12 @@ enum Command {
     },
 }
 
+/// Where a service's admin API is and how to authenticate: shared by `fault` and `admin`.
 #[derive(Args)]
-struct FaultArgs {
+struct AdminTarget {
     /// The service's admin address: HOST:PORT, a URL, or echo|daytime|time for its
-    /// default admin port on 127.0.0.1.
-    #[arg(long, short = 'a', default_value = "echo", global = true)]
-    admin: String,
-    /// File holding the bearer token (default: the INETSVC_ADMIN_TOKEN variable).
-    #[arg(long, global = true)]
-    token_file: Option<std::path::PathBuf>,
-    /// Print the service's JSON answer instead of text.
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    action: FaultAction,
-}
-
-#[derive(Args)]
-struct AdminArgs {
-    /// The service's admin address: HOST:PORT, a URL, or echo|daytime|time for its
-    /// default admin port on 127.0.0.1.
+    /// address in INETSVC_ECHO_ADMIN (…_DAYTIME_…, …_TIME_…), else its default admin port
+    /// on 127.0.0.1.
     #[arg(long, short = 'a', default_value = "echo", global = true)]
     admin: String,
     /// File holding the bearer token, the trainer's or the trainee's (default: the
@@ -96,6 +82,20 @@ struct AdminArgs {
     /// Print the service's JSON answer instead of text.
     #[arg(long, global = true)]
     json: bool,
+}
+
+#[derive(Args)]
+struct FaultArgs {
+    #[command(flatten)]
+    target: AdminTarget,
+    #[command(subcommand)]
+    action: FaultAction,
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    #[command(flatten)]
+    target: AdminTarget,
     #[command(subcommand)]
     action: AdminAction,
 }
@@ -529,7 +529,7 @@ fn admin_outcome(
 }
 
 fn run_admin(args: AdminArgs) -> ExitCode {
-    let client = match admin_client(&args.admin, args.token_file.as_deref()) {
+    let client = match admin_client(&args.target.admin, args.target.token_file.as_deref()) {
         Ok(client) => client,
         Err(reason) => return usage(reason),
     };
@@ -591,12 +591,12 @@ fn run_admin(args: AdminArgs) -> ExitCode {
             (a, text)
         }),
     };
-    admin_outcome("admin", args.json, outcome)
+    admin_outcome("admin", args.target.json, outcome)
 }
 
 fn run_fault(args: FaultArgs) -> ExitCode {
     use inetsvc_cli::fault;
-    let client = match admin_client(&args.admin, args.token_file.as_deref()) {
+    let client = match admin_client(&args.target.admin, args.target.token_file.as_deref()) {
         Ok(client) => client,
         Err(reason) => return usage(reason),
     };
@@ -643,7 +643,7 @@ fn run_fault(args: FaultArgs) -> ExitCode {
             (answer, text)
         }),
     };
-    admin_outcome("fault", args.json, outcome)
+    admin_outcome("fault", args.target.json, outcome)
 }
 
 /// An IPv6 host in brackets, so that a port can follow it.

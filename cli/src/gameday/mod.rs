@@ -55,6 +55,10 @@ pub struct Stack {
     /// Prometheus's rule evaluation interval (`5s` as shipped).
     #[serde(default = "default_step")]
     pub step: String,
+    /// Label matchers that pick this stack's series out of a shared Prometheus
+    /// (`namespace="inetsvc-ada"` on a cluster); empty: Prometheus is the stack's own.
+    #[serde(default)]
+    pub matchers: String,
     /// `echo`, `daytime`, `time` → their addresses.
     pub services: BTreeMap<String, Endpoint>,
     /// The trainer's token, in a file (relative to the game directory).
@@ -316,7 +320,7 @@ impl Game {
     /// measured are this game's and not the last one's.
     fn wait_quiet(&self, scenario: &Scenario, patience: Duration) -> Result<(), String> {
         let prometheus = self.prometheus()?;
-        let query = alerts_selector(&scenario.alert_names(), &scenario.services(), "");
+        let query = self.alerts(&scenario.alert_names(), &scenario.services(), "");
         let deadline = std::time::Instant::now() + patience;
         let mut told = false;
         while prometheus.count_now(&query)? > 0 {
@@ -538,11 +542,11 @@ impl Game {
         let services = scenario.services();
         if run.first_pending_at.is_none() {
             run.first_pending_at =
-                prometheus.first(&alerts_selector(&names, &services, ""), run.started_at, now)?;
+                prometheus.first(&self.alerts(&names, &services, ""), run.started_at, now)?;
         }
         if run.first_firing_at.is_none() {
             run.first_firing_at = prometheus.first(
-                &alerts_selector(&names, &services, "firing"),
+                &self.alerts(&names, &services, "firing"),
                 run.started_at,
                 now,
             )?;
@@ -566,7 +570,7 @@ impl Game {
         if let Some(remedy_at) = run.remedy_at {
             let step = prometheus.step();
             let active =
-                prometheus.last(&alerts_selector(&names, &services, ""), run.started_at, now)?;
+                prometheus.last(&self.alerts(&names, &services, ""), run.started_at, now)?;
             let resolved = match active {
                 Some(last) if last >= now - 2.0 * step => None,
                 Some(last) => Some((last + step).max(remedy_at)),
@@ -575,7 +579,8 @@ impl Game {
             run.resolved_at = resolved;
             if let Some(resolved) = resolved {
                 let failing = format!(
-                    "min(inetsvc_probe_success{{service=~\"{}\"}}) == 0",
+                    "min(inetsvc_probe_success{{{}service=~\"{}\"}}) == 0",
+                    self.matchers(),
                     services.join("|")
                 );
                 let green_since = prometheus
@@ -664,11 +669,26 @@ impl Game {
 }
 
 impl Game {
+    /// The stack's own matchers, ready to go first in a selector.
+    fn matchers(&self) -> String {
+        let own = self.stack.matchers.trim().trim_end_matches(',');
+        if own.is_empty() {
+            String::new()
+        } else {
+            format!("{own},")
+        }
+    }
+
+    /// [`alerts_selector`] narrowed to this stack.
+    fn alerts(&self, names: &[&str], services: &[&str], state: &str) -> String {
+        alerts_selector(names, services, state).replacen('{', &format!("{{{}", self.matchers()), 1)
+    }
+
     /// Whether every alert the scenario lists has fired since the start.
     pub fn all_fired(&self, run: &Run, scenario: &Scenario) -> Result<bool, String> {
         let prometheus = self.prometheus()?;
         for alert in &scenario.alerts {
-            let query = alerts_selector(&[&alert.alert], &[&alert.service], "firing");
+            let query = self.alerts(&[&alert.alert], &[&alert.service], "firing");
             if prometheus.first(&query, run.started_at, now())?.is_none() {
                 return Ok(false);
             }
