@@ -132,6 +132,25 @@ fn the_trainee_reads_and_remedies_but_never_touches_a_fault() {
         assert_eq!(status, 400, "{key}={value}: {body}");
         assert!(body.contains(why), "{key}: {body}");
     }
+    // A key that would forge a log line: refused, and on one line in the trail.
+    let (status, _) = request(
+        &echo,
+        "PUT",
+        "/admin/settings/x%0Aseq=1%20forged",
+        TRAINEE,
+        "1",
+        "",
+    );
+    assert_eq!(status, 400);
+    let (_, body) = request(&echo, "GET", "/admin/audit", TRAINEE, "", "");
+    assert!(
+        json(&body)["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| !e["subject"].as_str().unwrap().contains('\n')),
+        "{body}"
+    );
     let long = "9".repeat(5000);
     assert_eq!(
         request(&echo, "PUT", "/admin/settings/release", TRAINEE, &long, "").0,

@@ -318,9 +318,18 @@ async fn change(
     }
 }
 
-async fn show_settings(State(state): State<AdminState>) -> Response {
+async fn show_settings(
+    State(state): State<AdminState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
     match ask_reloader(&state, crate::reload::Change::Show).await {
-        Ok(outcome) => json(StatusCode::OK, &serde_json::json!(outcome)),
+        Ok(mut outcome) => {
+            // The faults are the trainer's, the configured ones too.
+            if caller.role == Role::Trainee {
+                outcome.settings.remove("faults");
+            }
+            json(StatusCode::OK, &serde_json::json!(outcome))
+        }
         Err(response) => response,
     }
 }
@@ -334,7 +343,8 @@ async fn set_setting(
     Path(key): Path<String>,
     body: String,
 ) -> Response {
-    let key: String = key.chars().take(80).collect();
+    // Cut and on one line: the key is written to the trail and the log.
+    let key = crate::config::one_line(&key.chars().take(80).collect::<String>());
     let value = body.trim().to_owned();
     let subject = format!(
         "{key}={}",
@@ -372,7 +382,7 @@ async fn unset_setting(
     axum::Extension(caller): axum::Extension<Caller>,
     Path(key): Path<String>,
 ) -> Response {
-    let key: String = key.chars().take(80).collect();
+    let key = crate::config::one_line(&key.chars().take(80).collect::<String>());
     if key == "faults" && caller.role == Role::Trainee {
         return forbid(&state, &caller, "settings.unset", key);
     }
@@ -475,7 +485,7 @@ async fn set_fault(
         });
     let subject: String = format!(
         "{}:{}",
-        name.chars().take(40).collect::<String>(),
+        crate::config::one_line(&name.chars().take(40).collect::<String>()),
         crate::config::one_line(&body.trim().chars().take(200).collect::<String>())
     );
     record(
@@ -511,7 +521,13 @@ async fn clear_fault(
         Ok(kind) => {
             let was_set = state.faults.clear(kind, "cleared");
             let outcome = if was_set { "ok" } else { "ok: was not set" };
-            record(&state, &caller, "fault.clear", name.clone(), outcome);
+            record(
+                &state,
+                &caller,
+                "fault.clear",
+                crate::config::one_line(&name.chars().take(40).collect::<String>()),
+                outcome,
+            );
             json(
                 StatusCode::OK,
                 &serde_json::json!({ "cleared": if was_set { vec![name] } else { vec![] } }),
