@@ -325,8 +325,20 @@ fn play(name: &str, offender: &str) {
     check_results(&stage, &scenario, "gave_up");
     stage.play(&["stop"]);
 
-    // The real game.
-    stage.play(&["start", name, "--trainee", "ada", "--compress", &compress]);
+    // The real game, with a time box of 4 minutes: what does not compress (1-second
+    // scrapes and evaluations, 5-second windows at the least, the prober's 2-second
+    // scrape) makes a compressed game slower than 1/30 of a real one, and a loaded test
+    // machine slower still; the time box itself is checked above.
+    stage.play(&[
+        "start",
+        name,
+        "--trainee",
+        "ada",
+        "--compress",
+        &compress,
+        "--time-box",
+        "240s",
+    ]);
     let wrong = catalogue
         .causes
         .keys()
