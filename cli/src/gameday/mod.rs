@@ -30,6 +30,9 @@ use crate::fault::AdminClient;
 use prometheus::{alerts_selector, Prometheus};
 use scenario::Scenario;
 
+/// The services of a stack, as `stack.json` and the scenarios name them.
+const SERVICES: [&str; 3] = ["echo", "daytime", "time"];
+
 /// The actor the runner's own admin requests carry, so that its changes are never taken
 /// for the trainer's or the trainee's.
 pub const RUNNER: &str = "gameday";
@@ -238,7 +241,7 @@ impl Game {
         let stack: Stack = read_json(&dir.join("stack.json")).map_err(|e| {
             format!("{e} (a game directory needs the stack.json that scripts/gameday writes)")
         })?;
-        for name in ["echo", "daytime", "time"] {
+        for name in SERVICES {
             if !stack.services.contains_key(name) {
                 return Err(format!("stack.json: services: no `{name}`"));
             }
@@ -301,7 +304,7 @@ impl Game {
 
     /// Puts every service back as configured: faults cleared, the API's settings unset.
     pub fn reset(&self) -> Result<(), String> {
-        for service in ["echo", "daytime", "time"] {
+        for service in SERVICES {
             let admin = self.admin(service, RUNNER)?;
             admin.clear(None).map_err(|e| format!("{service}: {e}"))?;
             let settings = admin.settings().map_err(|e| format!("{service}: {e}"))?;
@@ -360,7 +363,7 @@ impl Game {
         let compress = compress.max(1);
         self.wait_quiet(scenario, QUIET_WAIT / compress)?;
         let mut audit_since = BTreeMap::new();
-        for service in ["echo", "daytime", "time"] {
+        for service in SERVICES {
             let admin = self.admin(service, RUNNER)?;
             if compress > 1 {
                 let settings = admin.settings().map_err(|e| format!("{service}: {e}"))?;
@@ -552,7 +555,7 @@ impl Game {
             )?;
         }
         let mut trails = BTreeMap::new();
-        for service in ["echo", "daytime", "time"] {
+        for service in SERVICES {
             let since = run.audit_since.get(service).copied().unwrap_or(0);
             let trail = self
                 .admin(service, RUNNER)?
