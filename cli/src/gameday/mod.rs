@@ -572,8 +572,11 @@ impl Game {
         self.judge_remedy(run, scenario, &trails)?;
         if let Some(remedy_at) = run.remedy_at {
             let step = prometheus.step();
-            let active =
-                prometheus.last(&self.alerts(&names, &services, ""), run.started_at, now)?;
+            // Resolved is none firing. One still pending pages nobody, and the slow tier
+            // of a burn-rate alert can stay pending for its whole short window (30 min)
+            // after the fix.
+            let firing = self.alerts(&names, &services, "firing");
+            let active = prometheus.last(&firing, run.started_at, now)?;
             let resolved = match active {
                 Some(last) if last >= now - 2.0 * step => None,
                 Some(last) => Some((last + step).max(remedy_at)),
