@@ -162,11 +162,7 @@ fn list(catalogue: &Catalogue, markdown: bool) -> String {
             humantime::format_duration(s.time_box).to_string(),
             s.title,
             "",
-            s.alerts
-                .iter()
-                .map(|a| format!("{} ({})", a.alert, a.service))
-                .collect::<Vec<_>>()
-                .join(", ")
+            s.alert_list().replace('`', "")
         ));
     }
     out
