@@ -4,10 +4,12 @@
 //! unknown key, a bad value, a forged actor header, an oversized value).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use inetsvc_testkit::{http_request, run_binary, workspace_binary, Server, ADMIN_TOKEN};
+use inetsvc_testkit::{
+    http_request, run_binary, udp_answers, workspace_binary, Server, ADMIN_TOKEN,
+};
 
 const INETSVC: &str = env!("CARGO_BIN_EXE_inetsvc");
 const TRAINEE: &str = "trainee-token-0123456789abcdef";
@@ -250,12 +252,8 @@ fn deny_sources_refuses_and_counts_then_lets_go() {
         !matches!(stream.read(&mut buffer), Ok(n) if n > 0),
         "a denied source got an answer"
     );
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    socket.send_to(b"hello\n", echo.udp()).unwrap();
-    assert!(socket.recv_from(&mut buffer).is_err());
+    let wait = Duration::from_millis(300);
+    assert!(udp_answers(echo.udp(), b"hello\n", wait).is_empty());
     echo.wait_metric(
         "inetsvc_connections_rejected_total{reason=\"denied\",service=\"echo\",transport=\"tcp\"}",
         1.0,
@@ -280,9 +278,12 @@ fn deny_sources_refuses_and_counts_then_lets_go() {
             .0,
             200
         );
-        socket.send_to(b"hello\n", echo.udp()).unwrap();
-        let (n, _) = socket.recv_from(&mut buffer).expect("served again");
-        assert_eq!(&buffer[..n], b"hello\n");
+        let answers = udp_answers(echo.udp(), b"hello\n", wait);
+        assert_eq!(
+            answers.first().map(|a| a.0.as_slice()),
+            Some(&b"hello\n"[..]),
+            "served again"
+        );
     }
     let (status, body) = request(
         &echo,
@@ -300,13 +301,10 @@ fn deny_sources_refuses_and_counts_then_lets_go() {
 fn a_fault_tied_to_a_setting_acts_only_while_it_holds() {
     let time = start("timed");
     let udp = |server: SocketAddr| -> i64 {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(1)))
+        let answers = udp_answers(server, b"\n", Duration::from_secs(1));
+        let answer: [u8; 4] = answers.first().expect("a TIME answer").0[..4]
+            .try_into()
             .unwrap();
-        socket.send_to(b"\n", server).unwrap();
-        let mut answer = [0u8; 4];
-        socket.recv_from(&mut answer).unwrap();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
